@@ -1,0 +1,497 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
+
+from provisioning.models import (
+    AuditResult,
+    Decision,
+    Failure,
+    NumberRequest,
+    Person,
+    ProvisioningResult,
+    Request,
+    RequestStatus,
+    Stage,
+    StageState,
+    StageStatus,
+)
+from provisioning.store import (
+    SCHEMA_VERSION,
+    InvalidTransition,
+    RequestNotFound,
+    SchemaVersionError,
+    Store,
+    StoreError,
+    default_database_url,
+    metadata,
+)
+
+S = RequestStatus
+START = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+ANN = Person(aad_object_id="ann-oid", display_name="Ann Requester")
+BOB = Person(aad_object_id="bob-oid", display_name="Bob Requester")
+APPROVER = Person(aad_object_id="approver-oid", display_name="Ada Approver")
+OTHER_APPROVER = Person(aad_object_id="approver2-oid", display_name="Max Approver")
+SPEC = NumberRequest(country="US", area_code="425", display_name="Contoso Support")
+
+
+class Clock:
+    """A settable clock, so time-dependent queries are tested without sleeping."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return default_database_url(tmp_path / "data")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(url: str, clock: Clock) -> Iterator[Store]:
+    with Store(url, clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+def second_store(url: str, clock: Clock, store: Store) -> Iterator[Store]:
+    """Another process's view of the same database file."""
+    with Store(url, clock=clock) as opened:
+        yield opened
+
+
+def submit(store: Store, requester: Person = ANN, spec: NumberRequest = SPEC) -> Request:
+    return store.create_request(tenant_id="tenant", requester=requester, spec=spec)
+
+
+def approve(store: Store, request_id: str, approver: Person = APPROVER) -> Request | None:
+    decision = Decision(approved=True, by=approver, at=START)
+    return store.transition(request_id, S.PENDING_APPROVAL, S.APPROVED, decision=decision)
+
+
+def reject(store: Store, request_id: str, approver: Person = OTHER_APPROVER) -> Request | None:
+    decision = Decision(approved=False, by=approver, at=START, reason="Not budgeted")
+    return store.transition(request_id, S.PENDING_APPROVAL, S.REJECTED, decision=decision)
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+def test_created_request_round_trips(store: Store) -> None:
+    created = submit(store)
+
+    assert created.status is S.PENDING_APPROVAL
+    assert created.requester == ANN
+    assert (created.country, created.area_code, created.display_name) == (
+        "US",
+        "425",
+        "Contoso Support",
+    )
+    assert created.created_at == created.updated_at == START
+    assert store.get_request(created.id) == created
+
+
+def test_unknown_request_is_none(store: Store) -> None:
+    assert store.get_request("PD-2222") is None
+
+
+def test_colliding_request_id_is_redrawn(url: str) -> None:
+    ids = iter(["PD-AAAA", "PD-AAAA", "PD-AAAA", "PD-BBBB"])
+    with Store(url, new_id=lambda: next(ids)) as store:
+        first = submit(store)
+        second = submit(store)
+    assert (first.id, second.id) == ("PD-AAAA", "PD-BBBB")
+
+
+def test_timestamps_come_back_utc_aware_from_sqlite(url: str) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    with Store(url, clock=lambda: datetime(2026, 11, 26, 16, 0, tzinfo=tokyo)) as store:
+        created = submit(store)
+    with Store(url) as reopened:
+        loaded = reopened.get_request(created.id)
+    assert loaded is not None
+    assert loaded.created_at == START
+    assert loaded.created_at.tzinfo is UTC
+
+
+def test_list_requests_filters_and_puts_newest_first(store: Store, clock: Clock) -> None:
+    first = submit(store, ANN)
+    clock.advance(timedelta(minutes=1))
+    second = submit(store, BOB)
+    clock.advance(timedelta(minutes=1))
+    third = submit(store, ANN)
+    approve(store, third.id)
+
+    assert [r.id for r in store.list_requests()] == [third.id, second.id, first.id]
+    assert [r.id for r in store.list_requests(requester_id=ANN.aad_object_id)] == [
+        third.id,
+        first.id,
+    ]
+    assert [r.id for r in store.list_requests(status=S.PENDING_APPROVAL)] == [
+        second.id,
+        first.id,
+    ]
+    assert [r.id for r in store.list_requests(status=[S.APPROVED, S.REJECTED])] == [third.id]
+    assert [r.id for r in store.list_requests(limit=1)] == [third.id]
+    assert store.list_requests(tenant_id="another-tenant") == []
+
+
+def test_transition_applies_changes_atomically(store: Store, clock: Clock) -> None:
+    request = submit(store)
+    clock.advance(timedelta(seconds=30))
+
+    approved = approve(store, request.id)
+
+    assert approved is not None
+    assert approved.status is S.APPROVED
+    assert approved.decision is not None
+    assert approved.decision.by == APPROVER
+    assert approved.updated_at == START + timedelta(seconds=30)
+    assert store.get_request(request.id) == approved
+
+
+def test_second_decider_loses_cleanly(store: Store, second_store: Store) -> None:
+    request = submit(store)
+
+    assert approve(store, request.id) is not None
+    assert reject(second_store, request.id) is None
+
+    stored = store.get_request(request.id)
+    assert stored is not None
+    assert stored.status is S.APPROVED
+    assert stored.decision is not None
+    assert stored.decision.by == APPROVER
+
+
+def test_concurrent_decisions_have_exactly_one_winner(store: Store, second_store: Store) -> None:
+    request = submit(store)
+    deciders = 8
+    barrier = threading.Barrier(deciders)
+    outcomes: list[Request | None] = []
+    lock = threading.Lock()
+
+    def decide(index: int) -> None:
+        target = store if index % 2 else second_store
+        barrier.wait()
+        outcome = approve(target, request.id) if index % 3 else reject(target, request.id)
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(deciders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [o for o in outcomes if o is not None]
+    assert len(outcomes) == deciders
+    assert len(winners) == 1
+    assert store.get_request(request.id) == winners[0]
+
+
+def test_transition_refuses_what_the_lifecycle_forbids(store: Store) -> None:
+    request = submit(store)
+    with pytest.raises(InvalidTransition, match="pending_approval -> completed"):
+        store.transition(request.id, S.PENDING_APPROVAL, S.COMPLETED)
+    stored = store.get_request(request.id)
+    assert stored is not None
+    assert stored.status is S.PENDING_APPROVAL
+
+
+def test_transition_on_unknown_request_raises(store: Store) -> None:
+    with pytest.raises(RequestNotFound):
+        store.transition("PD-2222", S.PENDING_APPROVAL, S.CANCELLED)
+
+
+def test_transition_cannot_rewrite_who_asked(store: Store) -> None:
+    request = submit(store)
+    with pytest.raises(TypeError, match="requester"):
+        store.transition(request.id, S.PENDING_APPROVAL, S.CANCELLED, requester=BOB)
+    with pytest.raises(TypeError, match="no field"):
+        store.transition(request.id, S.PENDING_APPROVAL, S.CANCELLED, colour="blue")
+
+
+def test_failure_then_retry_clears_the_failure(store: Store) -> None:
+    request = submit(store)
+    approve(store, request.id)
+    store.transition(request.id, S.APPROVED, S.PROVISIONING)
+    failure = Failure(stage=Stage.ASSIGN_LICENSE, reason="No units left", retryable=False)
+    failed = store.transition(request.id, S.PROVISIONING, S.FAILED, failure=failure)
+    assert failed is not None
+    assert failed.failure == failure
+
+    retried = store.transition(request.id, S.FAILED, S.PROVISIONING, failure=None)
+
+    assert retried is not None
+    assert retried.failure is None
+    assert retried.status is S.PROVISIONING
+
+
+def test_update_request_records_results_while_status_holds(store: Store) -> None:
+    request = submit(store)
+    approve(store, request.id)
+    store.transition(request.id, S.APPROVED, S.PROVISIONING)
+    result = ProvisioningResult(telephone_number="+14255550100", order_id="order-1")
+
+    updated = store.update_request(request.id, expected=S.PROVISIONING, result=result)
+    assert updated is not None
+    assert updated.result == result
+
+    store.transition(request.id, S.PROVISIONING, S.CANCELLED)
+    late = ProvisioningResult(telephone_number="+14255550199")
+    assert store.update_request(request.id, expected=S.PROVISIONING, result=late) is None
+    stored = store.get_request(request.id)
+    assert stored is not None
+    assert stored.result == result
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def test_record_stage_updates_the_request_and_appends_history(store: Store, clock: Clock) -> None:
+    request = submit(store)
+    running = StageState(
+        stage=Stage.ACQUIRE_NUMBER, status=StageStatus.RUNNING, started_at=clock.now
+    )
+    store.record_stage(request.id, running)
+    clock.advance(timedelta(seconds=5))
+    done = running.model_copy(
+        update={
+            "status": StageStatus.DONE,
+            "finished_at": clock.now,
+            "detail": "+14255550100 from inventory",
+        }
+    )
+
+    updated = store.record_stage(request.id, done)
+
+    assert updated.stage(Stage.ACQUIRE_NUMBER) == done
+    assert updated.stage(Stage.CREATE_ACCOUNT).status is StageStatus.WAITING
+    assert updated.updated_at == clock.now
+    assert store.get_request(request.id) == updated
+    history = store.stage_history(request.id)
+    assert [(e.stage, e.status, e.detail, e.at) for e in history] == [
+        (Stage.ACQUIRE_NUMBER, StageStatus.RUNNING, None, START),
+        (Stage.ACQUIRE_NUMBER, StageStatus.DONE, "+14255550100 from inventory", clock.now),
+    ]
+
+
+def test_record_stage_for_unknown_request_raises(store: Store) -> None:
+    with pytest.raises(RequestNotFound):
+        store.record_stage("PD-2222", StageState(stage=Stage.BIND_NUMBER))
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def test_audit_is_append_only_and_ordered(store: Store, clock: Clock) -> None:
+    request = submit(store)
+    submitted = store.append_audit(actor=ANN.aad_object_id, action="submit", request_id=request.id)
+    clock.advance(timedelta(seconds=1))
+    store.append_audit(actor="workflow", action="number.claimed", request_id="PD-9999")
+    clock.advance(timedelta(seconds=1))
+    refused = store.append_audit(
+        actor=ANN.aad_object_id,
+        action="approve",
+        request_id=request.id,
+        result=AuditResult.REFUSED,
+        details={"why": "requester cannot approve own request", "attempt": 1},
+    )
+
+    entries = store.list_audit(request.id)
+
+    assert entries == [submitted, refused]
+    assert entries[1].details == {"why": "requester cannot approve own request", "attempt": 1}
+    assert [e.action for e in store.list_audit()] == ["submit", "number.claimed", "approve"]
+    assert [e.action for e in store.list_audit(limit=2)] == ["number.claimed", "approve"]
+    audit_api = {name for name in dir(Store) if "audit" in name and not name.startswith("_")}
+    assert audit_api == {"append_audit", "list_audit"}
+
+
+# --- number claims -----------------------------------------------------------------------
+
+
+def test_same_number_cannot_be_claimed_by_two_requests(store: Store, second_store: Store) -> None:
+    first = submit(store)
+    second = submit(second_store, BOB)
+
+    assert store.claim_number("+14255550100", first.id)
+    assert not second_store.claim_number("+14255550100", second.id)
+    assert second_store.claimed_by("+14255550100") == first.id
+
+
+def test_reclaiming_by_the_same_request_is_idempotent(store: Store) -> None:
+    request = submit(store)
+    assert store.claim_number("+14255550100", request.id)
+    assert store.claim_number("+14255550100", request.id)
+    assert store.list_claims() == {"+14255550100": request.id}
+
+
+def test_released_number_can_be_claimed_again(store: Store) -> None:
+    first = submit(store)
+    second = submit(store, BOB)
+    store.claim_number("+14255550100", first.id)
+
+    assert not store.release_claim("+14255550100", second.id)
+    assert store.release_claim("+14255550100", first.id)
+
+    assert store.claimed_by("+14255550100") is None
+    assert store.claim_number("+14255550100", second.id)
+    assert store.list_claims(second.id) == {"+14255550100": second.id}
+
+
+def test_claim_for_unknown_request_raises(store: Store) -> None:
+    with pytest.raises(RequestNotFound):
+        store.claim_number("+14255550100", "PD-2222")
+
+
+def test_claim_refuses_a_number_that_is_not_e164(store: Store) -> None:
+    request = submit(store)
+    with pytest.raises(ValueError, match=r"E\.164"):
+        store.claim_number("425 555 0100", request.id)
+
+
+# --- chat state --------------------------------------------------------------------------
+
+
+def test_dialog_state_round_trip_and_delete(store: Store) -> None:
+    assert store.load_dialog_state("conv-1", "ann-oid") is None
+    store.save_dialog_state("conv-1", "ann-oid", {"step": "country", "slots": {}})
+    store.save_dialog_state("conv-1", "ann-oid", {"step": "area_code", "slots": {"c": "US"}})
+    store.save_dialog_state("conv-1", "bob-oid", {"step": "country", "slots": {}})
+
+    assert store.load_dialog_state("conv-1", "ann-oid") == {
+        "step": "area_code",
+        "slots": {"c": "US"},
+    }
+    assert store.delete_dialog_state("conv-1", "ann-oid")
+    assert not store.delete_dialog_state("conv-1", "ann-oid")
+    assert store.load_dialog_state("conv-1", "ann-oid") is None
+    assert store.load_dialog_state("conv-1", "bob-oid") == {"step": "country", "slots": {}}
+
+
+def test_idle_dialogs_are_listed_oldest_first(store: Store, clock: Clock) -> None:
+    store.save_dialog_state("conv-1", "ann-oid", {"step": "country"})
+    clock.advance(timedelta(minutes=10))
+    store.save_dialog_state("conv-2", "bob-oid", {"step": "country"})
+    clock.advance(timedelta(minutes=10))
+    store.save_dialog_state("conv-3", "cy-oid", {"step": "country"})
+    clock.advance(timedelta(minutes=10))
+
+    idle = store.idle_dialog_states(timedelta(minutes=15))
+
+    assert [(d.conversation_id, d.user_id) for d in idle] == [
+        ("conv-1", "ann-oid"),
+        ("conv-2", "bob-oid"),
+    ]
+    assert idle[0].updated_at == START
+
+
+def test_conversation_reference_is_replaced_on_save(store: Store) -> None:
+    store.save_conversation_ref("conv-1", {"serviceUrl": "https://old", "conversation": {}})
+    store.save_conversation_ref("conv-1", {"serviceUrl": "https://new", "conversation": {}})
+    assert store.load_conversation_ref("conv-1") == {
+        "serviceUrl": "https://new",
+        "conversation": {},
+    }
+    assert store.load_conversation_ref("conv-2") is None
+
+
+def test_a_request_has_one_card_per_conversation(store: Store, clock: Clock) -> None:
+    request = submit(store)
+    store.add_card_activity(request.id, "ann-chat", "activity-1")
+    clock.advance(timedelta(seconds=1))
+    store.add_card_activity(request.id, "approvers-channel", "activity-2")
+    clock.advance(timedelta(seconds=1))
+    store.add_card_activity(request.id, "ann-chat", "activity-3")
+
+    cards = store.list_card_activities(request.id)
+
+    assert {(c.conversation_key, c.activity_id) for c in cards} == {
+        ("ann-chat", "activity-3"),
+        ("approvers-channel", "activity-2"),
+    }
+    assert store.list_card_activities("PD-2222") == []
+
+
+def test_settings_kv_round_trip(store: Store) -> None:
+    assert store.get_kv("approvers_channel") is None
+    store.set_kv("approvers_channel", {"conversation_id": "19:abc@thread.tacv2"})
+    store.set_kv("approvers_channel", {"conversation_id": "19:def@thread.tacv2"})
+    assert store.get_kv("approvers_channel") == {"conversation_id": "19:def@thread.tacv2"}
+
+
+# --- the database file -------------------------------------------------------------------
+
+
+def test_everything_survives_reopening(url: str, clock: Clock) -> None:
+    with Store(url, clock=clock) as store:
+        request = submit(store)
+        approve(store, request.id)
+        store.record_stage(request.id, StageState(stage=Stage.ACQUIRE_NUMBER))
+        store.claim_number("+14255550100", request.id)
+        entry = store.append_audit(actor="ann-oid", action="submit", request_id=request.id)
+        store.save_dialog_state("conv-1", "ann-oid", {"step": "country"})
+        store.set_kv("approvers_channel", "19:abc@thread.tacv2")
+        saved = store.get_request(request.id)
+
+    with Store(url, clock=clock) as reopened:
+        assert reopened.get_request(request.id) == saved
+        assert reopened.claimed_by("+14255550100") == request.id
+        assert reopened.list_audit(request.id) == [entry]
+        assert reopened.load_dialog_state("conv-1", "ann-oid") == {"step": "country"}
+        assert reopened.get_kv("approvers_channel") == "19:abc@thread.tacv2"
+        assert reopened.schema_version() == SCHEMA_VERSION
+
+
+def test_sqlite_file_is_shared_safely_in_wal_mode(store: Store, url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        (mode,) = raw.execute("PRAGMA journal_mode").fetchone()
+    assert mode == "wal"
+
+
+def test_newer_schema_is_refused_with_a_clear_message(url: str) -> None:
+    Store(url).close()
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+
+    with pytest.raises(SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1}.*upgrade"):
+        Store(url)
+
+
+def test_unsupported_database_is_refused() -> None:
+    with pytest.raises(StoreError, match="unsupported database"):
+        Store("mysql://localhost/phonedesk")
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(StoreError, match="in-memory"):
+        Store("sqlite://")
+
+
+def test_schema_compiles_for_postgresql() -> None:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    ddl = [str(CreateTable(table).compile(dialect=dialect)) for table in metadata.sorted_tables]
+    requests_ddl = next(statement for statement in ddl if "CREATE TABLE requests" in statement)
+    assert "created_at TIMESTAMP WITH TIME ZONE NOT NULL" in requests_ddl
