@@ -1,0 +1,102 @@
+"""PhoneDesk's entry point: build the aiohttp app from settings and serve it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from bot.adapter import create_adapter
+from bot.phonedesk_bot import PhoneDeskBot
+from bot.routes import add_bot_routes
+from provisioning.runtime import Microsoft365, connect_microsoft
+from provisioning.settings import ConfigError, Settings, load_settings
+from provisioning.store import Store
+
+log = logging.getLogger("phonedesk")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+STORE_KEY = web.AppKey("store", Store)
+MICROSOFT_KEY = web.AppKey("microsoft", Microsoft365)
+
+
+def _version() -> str:
+    try:
+        return version("phonedesk")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE_KEY]
+    microsoft = request.app[MICROSOFT_KEY]
+    database_ok = await asyncio.to_thread(store.ping)
+    body = {
+        "status": "ok" if database_ok else "degraded",
+        "version": _version(),
+        "database": {"ok": database_ok, "backend": store.backend},
+        "microsoft365": {
+            "mode": microsoft.mode,
+            "graph": microsoft.graph_base_url,
+            "teamsAdmin": microsoft.teams_admin_base_url,
+        },
+    }
+    return web.json_response(body, status=200 if database_ok else 503)
+
+
+async def create_app(settings: Settings) -> web.Application:
+    settings.check_bind_address()
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await asyncio.to_thread(Store, settings.effective_database_url)
+        app[STORE_KEY] = store
+        yield
+        store.close()
+
+    async def microsoft_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with connect_microsoft(settings) as microsoft:
+            app[MICROSOFT_KEY] = microsoft
+            yield
+
+    app.cleanup_ctx.extend([store_ctx, microsoft_ctx])
+    add_bot_routes(
+        app, create_adapter(settings), PhoneDeskBot(approvers=frozenset(settings.approvers))
+    )
+    app.router.add_get("/healthz", healthz)
+    if not settings.bot_auth_enabled:
+        log.warning(
+            "No MicrosoftAppId/MicrosoftAppPassword: the bot accepts unauthenticated activities "
+            "and only listens on loopback."
+        )
+    return app
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        settings.check_bind_address()
+    except ConfigError as exc:
+        sys.stderr.write(f"phonedesk: {exc}\n")
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info(
+        "PhoneDesk %s listening on http://%s:%d/api/messages",
+        _version(),
+        settings.host,
+        settings.port,
+    )
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Builds botbuilder's CloudAdapter from PhoneDesk's settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from botbuilder.core import TurnContext
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+
+from provisioning.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _BotFrameworkConfiguration:
+    """The attribute names ConfigurationBotFrameworkAuthentication looks for."""
+
+    APP_ID: str
+    APP_PASSWORD: str
+    APP_TYPE: str
+    APP_TENANTID: str
+
+
+def create_adapter(settings: Settings) -> CloudAdapter:
+    password = settings.app_password.get_secret_value() if settings.app_password else ""
+    configuration = _BotFrameworkConfiguration(
+        APP_ID=settings.app_id,
+        APP_PASSWORD=password,
+        APP_TYPE=settings.app_type,
+        APP_TENANTID=settings.app_tenant_id or "",
+    )
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(configuration))
+
+    async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+        # The user gets a plain apology; the details stay in the log.
+        log.exception("unhandled error in a bot turn", exc_info=error)
+        try:
+            await turn_context.send_activity(
+                "Sorry, something went wrong on my side. Nothing you sent was lost; "
+                "please try again in a moment."
+            )
+        except Exception:
+            log.exception("could not tell the user about the error")
+
+    adapter.on_turn_error = on_turn_error
+    return adapter
