@@ -296,11 +296,13 @@ class GraphClient:
 
     async def remove_license(self, user_id: str, sku_id: str) -> User:
         body = {"addLicenses": [], "removeLicenses": [sku_id]}
+        # Not idempotent: a repeat after a lost answer removes a license the user no longer
+        # has, which Graph refuses with a 400 although the removal worked.
         return await self._api.post(
             expand_path(GRAPH_ROUTES.assign_license, user_id=user_id),
             User,
             json=body,
-            idempotent=True,
+            idempotent=False,
         )
 
     async def list_number_assignments(
