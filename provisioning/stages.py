@@ -1,0 +1,1056 @@
+"""The four provisioning stages and their undo, as idempotent passes over the tenant.
+
+Each stage is written to be run again from the top at any moment: after a crash, after a
+transient error, after a retry. A pass first looks at what already exists (the claimed
+number, the order found by its deterministic name, the account found by UPN, the license
+already on the account, the number already bound) and only creates what is missing. What
+it creates is written to the store at once, so the undo knows what to remove.
+
+Waiting is polling with backoff until a condition holds or the stage's deadline passes,
+never a fixed sleep. Transient trouble (throttling, 5xx, timeouts, 404 just after
+creation, "account not ready") is waited out here; conditions a person must fix end the
+stage with a `Failure` whose reason says what to do.
+
+Nothing here knows about DBOS: the workflow runs each stage inside one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from provisioning.microsoft.errors import (
+    CODE_ACCOUNT_NOT_READY,
+    CODE_CONCURRENCY_VIOLATION,
+    CODE_INSUFFICIENT_LICENSES,
+    CODE_INVALID_USAGE_LOCATION,
+    CODE_OBJECT_CONFLICT,
+    ApiConnectionError,
+    ApiStatusError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MicrosoftApiError,
+    NotFound,
+    ServerError,
+    Throttled,
+    Unauthorized,
+)
+from provisioning.microsoft.graph import (
+    AssignmentStatus,
+    GraphClient,
+    LongRunningOperation,
+    NumberAssignment,
+    OperationStatus,
+    number_filter,
+)
+from provisioning.microsoft.graph import NumberType as InventoryNumberType
+from provisioning.microsoft.teams_admin import (
+    ApplicationInstance,
+    SearchOrder,
+    SearchOrderErrorCode,
+    SearchOrderStatus,
+    TeamsAdminClient,
+)
+from provisioning.models import (
+    AuditResult,
+    Failure,
+    Request,
+    RequestStatus,
+    Stage,
+    derive_upn,
+    upn_alternatives,
+)
+from provisioning.settings import Settings
+from provisioning.store import RequestNotFound, Store
+
+__all__ = [
+    "DeadlinePassed",
+    "NeedsHuman",
+    "Provisioner",
+    "StageCancelled",
+    "StageContext",
+    "StageOutcome",
+    "UndoOutcome",
+    "number_in_area",
+    "order_name",
+]
+
+logger = logging.getLogger(__name__)
+
+WORKFLOW_ACTOR: Final = "phonedesk-workflow"
+
+_BACKOFF: Final = 1.6
+_JITTER: Final = 0.2
+# Reservations that expire are re-ordered this often per pass before a person is asked.
+_MAX_ORDERS_PER_PASS: Final = 3
+# How many polls a "not found" may last before something is taken to be really gone.
+_GONE_AFTER_POLLS: Final = 8
+_ALL_REQUESTS: Final = 100_000
+_PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
+_LIVE_ORDER: Final = frozenset({SearchOrderStatus.PENDING, SearchOrderStatus.RESERVED})
+_DEAD_ORDER: Final = frozenset(
+    {SearchOrderStatus.EXPIRED, SearchOrderStatus.CANCELLED, SearchOrderStatus.ERROR}
+)
+# Requests whose UPN is spoken for, so another request must not derive the same one.
+_HOLDS_UPN: Final = frozenset(
+    {
+        RequestStatus.APPROVED,
+        RequestStatus.PROVISIONING,
+        RequestStatus.FAILED,
+        RequestStatus.COMPLETED,
+    }
+)
+
+# E.164 country calling codes, to read the area code out of an inventory number. A country
+# missing here still gets numbers: only "any area code" then matches its inventory.
+_CALLING_CODES: Final[Mapping[str, str]] = {
+    "US": "1",
+    "CA": "1",
+    "PR": "1",
+    "GB": "44",
+    "IE": "353",
+    "DE": "49",
+    "AT": "43",
+    "CH": "41",
+    "FR": "33",
+    "BE": "32",
+    "NL": "31",
+    "LU": "352",
+    "ES": "34",
+    "PT": "351",
+    "IT": "39",
+    "DK": "45",
+    "SE": "46",
+    "NO": "47",
+    "FI": "358",
+    "PL": "48",
+    "CZ": "420",
+    "AU": "61",
+    "NZ": "64",
+    "JP": "81",
+    "SG": "65",
+    "HK": "852",
+    "IN": "91",
+    "BR": "55",
+    "MX": "52",
+    "ZA": "27",
+}
+
+
+def order_name(request_id: str, attempt: int) -> str:
+    """The deterministic name of a request's n-th number order, to find it again."""
+    return f"phonedesk-{request_id}-{attempt}"
+
+
+def number_in_area(telephone_number: str, country: str, area_code: str | None) -> bool:
+    """Whether an E.164 number lies in ``area_code`` of ``country`` (None: any area)."""
+    if area_code is None:
+        return True
+    calling_code = _CALLING_CODES.get(country)
+    if calling_code is None:
+        return False
+    return telephone_number.removeprefix("+").startswith(calling_code + area_code)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 90 * 60:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.1f} seconds"
+
+
+# --- outcomes and control flow -------------------------------------------------------------
+
+
+class StageOutcome(BaseModel):
+    """How one run of a stage ended; JSON-safe, because DBOS records it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["done", "failed", "cancelled"]
+    detail: str | None = None
+    failure: Failure | None = None
+
+
+class UndoOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    undone: list[str]
+    problem: str | None = None
+
+
+class NeedsHuman(Exception):
+    """A condition only a person can fix; ``reason`` tells them what to do."""
+
+    def __init__(self, reason: str, *, code: str | None = None, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.retryable = retryable
+
+
+class StageCancelled(Exception):
+    """The request was cancelled while the stage was waiting."""
+
+
+class DeadlinePassed(Exception):
+    def __init__(self, last_problem: str) -> None:
+        super().__init__(last_problem)
+        self.last_problem = last_problem
+
+
+class _NotYet(Exception):
+    """A condition in the tenant that time resolves (e.g. a setting not applied yet)."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, Throttled | ServerError | ApiConnectionError | NotFound | _NotYet):
+        return True
+    if isinstance(exc, Conflict):
+        return exc.code == CODE_CONCURRENCY_VIOLATION
+    if isinstance(exc, ApiStatusError):
+        return exc.status in (408, 502, 503, 504) or exc.code == CODE_ACCOUNT_NOT_READY
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiStatusError):
+        return f"HTTP {exc.status} {exc.code or ''}".rstrip() + f": {exc.message}"
+    return str(exc) or type(exc).__name__
+
+
+# --- one run of one stage --------------------------------------------------------------------
+
+
+class StageContext:
+    """The deadline, the backoff and the cancellation check of one run of a stage."""
+
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        deadline: float,
+        budget_s: float,
+        poll_interval_s: float,
+        poll_max_interval_s: float,
+        is_cancelled: Callable[[], Awaitable[bool]] | None = None,
+        wakeup: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.deadline = deadline
+        self.budget_s = budget_s
+        self.last_problem: str | None = None
+        self._interval = poll_interval_s
+        self._max_interval = max(poll_max_interval_s, poll_interval_s)
+        self._is_cancelled = is_cancelled
+        self._wakeup = wakeup
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._attempt = 0
+
+    def reset_backoff(self) -> None:
+        """Something moved on, so the next wait starts short again."""
+        self._attempt = 0
+
+    async def check_cancelled(self) -> None:
+        if self._is_cancelled is not None and await self._is_cancelled():
+            raise StageCancelled
+
+    async def pause(self, reason: str, *, at_least: float = 0.0, cancellable: bool = True) -> None:
+        """Wait before looking again; raise when the deadline has passed or on cancel."""
+        self.last_problem = reason
+        remaining = self.deadline - self._clock()
+        if remaining <= 0:
+            raise DeadlinePassed(reason)
+        delay = min(self._max_interval, self._interval * _BACKOFF**self._attempt)
+        self._attempt += 1
+        # Jitter only downwards, so the configured maximum interval stays the maximum.
+        delay *= self._rng.uniform(1 - _JITTER, 1)
+        delay = min(max(delay, at_least), remaining)
+        logger.debug("%s: waiting %.2f s: %s", self.request_id, delay, reason)
+        if cancellable and self._wakeup is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+        else:
+            await asyncio.sleep(delay)
+        if cancellable:
+            await self.check_cancelled()
+
+
+# --- the stages ----------------------------------------------------------------------------
+
+
+class Provisioner:
+    """Carries out the four stages against the tenant, recording each effect in the store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        graph: GraphClient,
+        teams_admin: TeamsAdminClient,
+        store: Store,
+    ) -> None:
+        self._settings = settings
+        self._graph = graph
+        self._teams = teams_admin
+        self._store = store
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, stage: Stage, ctx: StageContext) -> StageOutcome:
+        """One run of a stage, until it is done, needs a person, or is cancelled."""
+        bodies: dict[Stage, Callable[[StageContext], Awaitable[str]]] = {
+            Stage.ACQUIRE_NUMBER: self.acquire_number,
+            Stage.CREATE_ACCOUNT: self.create_account,
+            Stage.ASSIGN_LICENSE: self.assign_license,
+            Stage.BIND_NUMBER: self.bind_number,
+        }
+        try:
+            detail = await self._until_settled(stage.label, ctx, bodies[stage])
+        except StageCancelled:
+            return StageOutcome(kind="cancelled")
+        except NeedsHuman as exc:
+            failure = Failure(
+                stage=stage, reason=exc.reason, retryable=exc.retryable, code=exc.code
+            )
+            return StageOutcome(kind="failed", failure=failure)
+        except DeadlinePassed as exc:
+            reason = (
+                f"{stage.label} did not finish within {_duration(ctx.budget_s)}: "
+                f"{exc.last_problem}. Retry to keep waiting, or cancel."
+            )
+            return StageOutcome(
+                kind="failed", failure=Failure(stage=stage, reason=reason, retryable=True)
+            )
+        except ApiStatusError as exc:
+            failure = Failure(
+                stage=stage,
+                reason=_refusal_message(stage.label, exc),
+                retryable=True,
+                code=exc.code,
+            )
+            return StageOutcome(kind="failed", failure=failure)
+        except Exception as exc:
+            # A bug or an answer nobody planned for; a person must look before retrying.
+            logger.exception("%s: %s failed unexpectedly", ctx.request_id, stage.label)
+            reason = f"{stage.label} failed unexpectedly: {_describe(exc)}. Retry, or cancel."
+            return StageOutcome(
+                kind="failed", failure=Failure(stage=stage, reason=reason, retryable=True)
+            )
+        return StageOutcome(kind="done", detail=detail)
+
+    async def run_undo(self, ctx: StageContext, *, cancel_orders: bool) -> UndoOutcome:
+        """Remove what the request created; keeps going through transient trouble."""
+        undone: list[str] = []
+        try:
+            await self._until_settled("Undo", ctx, lambda c: self.undo(c, undone, cancel_orders))
+        except DeadlinePassed as exc:
+            return UndoOutcome(undone=undone, problem=f"gave up waiting: {exc.last_problem}")
+        except NeedsHuman as exc:
+            return UndoOutcome(undone=undone, problem=exc.reason)
+        except Exception as exc:
+            logger.exception("%s: undo failed", ctx.request_id)
+            return UndoOutcome(undone=undone, problem=_describe(exc))
+        return UndoOutcome(undone=undone)
+
+    async def _until_settled(
+        self,
+        label: str,
+        ctx: StageContext,
+        body: Callable[[StageContext], Awaitable[str]],
+    ) -> str:
+        while True:
+            await ctx.check_cancelled()
+            try:
+                return await body(ctx)
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, ApiStatusError) else None
+                logger.info("%s: %s will try again: %s", ctx.request_id, label, _describe(exc))
+                await ctx.pause(f"{_describe(exc)}", at_least=retry_after or 0.0)
+
+    # -- store helpers --------------------------------------------------------------------
+
+    async def _request(self, request_id: str) -> Request:
+        request = await asyncio.to_thread(self._store.get_request, request_id)
+        if request is None:
+            raise RequestNotFound(request_id)
+        return request
+
+    async def _save_result(self, request_id: str, **fields: str | None) -> Request:
+        def save() -> Request:
+            current = self._store.get_request(request_id)
+            if current is None:
+                raise RequestNotFound(request_id)
+            result = current.result.model_validate({**current.result.model_dump(), **fields})
+            # Any status: an effect must be recorded even if a cancel came in meanwhile.
+            updated = self._store.update_request(
+                request_id, expected=set(RequestStatus), result=result
+            )
+            assert updated is not None
+            return updated
+
+        return await asyncio.to_thread(save)
+
+    async def _audit(
+        self,
+        request_id: str,
+        action: str,
+        result: AuditResult = AuditResult.OK,
+        /,
+        **details: JsonValue,
+    ) -> None:
+        await asyncio.to_thread(
+            lambda: self._store.append_audit(
+                actor=WORKFLOW_ACTOR,
+                action=action,
+                request_id=request_id,
+                result=result,
+                details=details,
+            )
+        )
+
+    async def _has_audit(self, request_id: str, action: str, **details: JsonValue) -> bool:
+        entries = await asyncio.to_thread(self._store.list_audit, request_id)
+        return any(
+            entry.action == action
+            and all(entry.details.get(key) == value for key, value in details.items())
+            for entry in entries
+        )
+
+    async def _audit_once(self, request_id: str, action: str, **details: JsonValue) -> None:
+        """Audit an effect a crashed earlier pass may have caused without recording it."""
+        if not await self._has_audit(request_id, action, **details):
+            await self._audit(request_id, action, **details)
+
+    async def _claims(self, request_id: str) -> list[str]:
+        return sorted(await asyncio.to_thread(self._store.list_claims, request_id))
+
+    # -- stage 1: acquire a number --------------------------------------------------------
+
+    async def acquire_number(self, ctx: StageContext) -> str:
+        request = await self._request(ctx.request_id)
+        held = await self._claims(request.id)
+        count, order = await self._latest_order(request.id)
+        if held:
+            number = held[0]
+            if order is None or number not in _order_numbers(order):
+                await self._wait_in_inventory(ctx, number)
+                await self._save_result(request.id, telephone_number=number)
+                return f"{number} from the tenant's inventory"
+            if order.status in _DEAD_ORDER:
+                await self._release_claims(request.id, _order_numbers(order))
+            else:
+                return await self._follow_order(ctx, request, count, order)
+        if order is None or order.status in _DEAD_ORDER:
+            from_inventory = await self._claim_from_inventory(request)
+            if from_inventory is not None:
+                return f"{from_inventory} from the tenant's inventory"
+            order = None
+        return await self._follow_order(ctx, request, count, order)
+
+    async def _latest_order(self, request_id: str) -> tuple[int, SearchOrder | None]:
+        count = 0
+        latest: SearchOrder | None = None
+        while True:
+            found = await self._teams.find_search_order_by_name(order_name(request_id, count + 1))
+            if found is None:
+                return count, latest
+            count += 1
+            latest = found
+
+    async def _claim_from_inventory(self, request: Request) -> str | None:
+        if request.number_type.is_toll_free and request.area_code is None:
+            # Inventory numbers do not say whether they are toll-free; order instead.
+            return None
+        numbers = await self._graph.list_number_assignments(
+            filter=number_filter(
+                assignment_status=AssignmentStatus.UNASSIGNED, iso_country_code=request.country
+            )
+        )
+        claimed = await asyncio.to_thread(self._store.list_claims)
+        for candidate in sorted(numbers, key=lambda n: n.telephone_number):
+            number = candidate.telephone_number
+            if (
+                not candidate.can_serve_voice_applications
+                or not number_in_area(number, request.country, request.area_code)
+                or number in claimed
+            ):
+                continue
+            if await asyncio.to_thread(self._store.claim_number, number, request.id):
+                await self._save_result(request.id, telephone_number=number)
+                await self._audit(request.id, "number.claimed", number=number, source="inventory")
+                return number
+        return None
+
+    async def _follow_order(
+        self, ctx: StageContext, request: Request, count: int, order: SearchOrder | None
+    ) -> str:
+        lost = 0
+        while True:
+            if order is None:
+                count += 1
+                order = await self._place_order(request, order_name(request.id, count))
+                ctx.reset_backoff()
+            if order.status is SearchOrderStatus.PENDING:
+                await ctx.pause(f"number order {order.name} is still searching for numbers")
+            elif order.status is SearchOrderStatus.RESERVED:
+                await self._claim_ordered_number(request, order)
+                try:
+                    await self._teams.complete_search_order(order.id)
+                except BadRequest as exc:
+                    # It expired or was cancelled just now; the next read says which.
+                    logger.info("%s: completing %s failed: %s", request.id, order.name, exc)
+                else:
+                    await self._audit_once(request.id, "order.completed", order=order.name)
+            elif order.status is SearchOrderStatus.COMPLETED:
+                number = await self._claim_ordered_number(request, order)
+                await self._audit_once(request.id, "order.completed", order=order.name)
+                await self._wait_in_inventory(ctx, number)
+                return f"{number}, newly ordered ({order.name})"
+            elif order.status in (SearchOrderStatus.EXPIRED, SearchOrderStatus.CANCELLED):
+                await self._release_claims(request.id, _order_numbers(order))
+                await self._audit(
+                    request.id,
+                    "order.lost",
+                    AuditResult.FAILED,
+                    order=order.name,
+                    status=order.status.value,
+                )
+                lost += 1
+                if lost >= _MAX_ORDERS_PER_PASS:
+                    raise NeedsHuman(
+                        f"Number reservations ended {lost} times ({order.status.value.lower()}) "
+                        "before PhoneDesk could complete them. Retry to order again, or cancel."
+                    )
+                order = None
+                continue
+            else:
+                await self._release_claims(request.id, _order_numbers(order))
+                await self._audit(
+                    request.id,
+                    "order.failed",
+                    AuditResult.FAILED,
+                    order=order.name,
+                    error=order.error_code,
+                )
+                if order.error_code == SearchOrderErrorCode.OUT_OF_STOCK:
+                    raise NeedsHuman(await self._out_of_stock(request), code=order.error_code)
+                raise NeedsHuman(
+                    f"Microsoft could not fill number order {order.name} "
+                    f"({order.error_code or 'no error code'}). Retry, or cancel.",
+                    code=order.error_code,
+                )
+            order = await self._teams.get_search_order(order.id)
+
+    async def _place_order(self, request: Request, name: str) -> SearchOrder:
+        try:
+            order_id = await self._teams.create_search_order(
+                name=name,
+                description=f"PhoneDesk {request.id}: {request.display_name}"[:256],
+                country_code=request.country,
+                number_type=request.number_type.value,
+                quantity=1,
+                area_code=request.area_code,
+            )
+        except BadRequest as exc:
+            raise NeedsHuman(
+                f"Microsoft refused the number order: {exc.message} "
+                "Cancel and request another country, number type or area code.",
+                code=exc.code,
+                retryable=False,
+            ) from exc
+        await self._save_result(request.id, order_id=order_id)
+        await self._audit(request.id, "order.placed", order=name, order_id=order_id)
+        return await self._teams.get_search_order(order_id)
+
+    async def _claim_ordered_number(self, request: Request, order: SearchOrder) -> str:
+        """Claim before completing, so no other request takes it from the inventory."""
+        numbers = _order_numbers(order)
+        if not numbers:
+            raise NeedsHuman(f"Number order {order.name} holds no numbers. Retry, or cancel.")
+        held = set(await self._claims(request.id))
+        number = next((n for n in numbers if n in held), numbers[0])
+        if number not in held:
+            if not await asyncio.to_thread(self._store.claim_number, number, request.id):
+                holder = await asyncio.to_thread(self._store.claimed_by, number)
+                raise NeedsHuman(
+                    f"{number}, reserved by order {order.name}, is already held by request "
+                    f"{holder} in PhoneDesk's store. Check both requests, then Retry or cancel."
+                )
+            await self._audit(request.id, "number.claimed", number=number, source=order.name)
+        await self._save_result(request.id, order_id=order.id, telephone_number=number)
+        return number
+
+    async def _release_claims(self, request_id: str, numbers: list[str]) -> None:
+        for number in numbers:
+            if await asyncio.to_thread(self._store.release_claim, number, request_id):
+                await self._audit(request_id, "number.released", number=number)
+
+    async def _wait_in_inventory(self, ctx: StageContext, number: str) -> NumberAssignment:
+        while True:
+            assignment = await self._graph.find_number_assignment(number)
+            if assignment is not None:
+                return assignment
+            await ctx.pause(f"{number} is not in the tenant's inventory yet")
+
+    async def _out_of_stock(self, request: Request) -> str:
+        where = f"area code {request.area_code}" if request.area_code else "any area code"
+        message = (
+            f"Out of stock: Microsoft has no {request.number_type.value} numbers for "
+            f"{request.country}, {where}."
+        )
+        try:
+            offers = await self._teams.list_number_types(request.country)
+        except MicrosoftApiError:
+            offers = []
+        in_stock = [
+            f"{area.area_code} ({area.available_quantity})"
+            for offer in offers
+            if offer.number_type == request.number_type.value
+            for area in offer.area_codes
+            if area.available_quantity > 0 and area.area_code != request.area_code
+        ]
+        if in_stock:
+            message += f" Area codes in stock now: {', '.join(in_stock)}."
+        return message + " Retry when stock is back, or cancel and request another area code."
+
+    # -- stage 2: create the resource account -----------------------------------------------
+
+    def _application_id(self, request: Request) -> str:
+        return request.account_type.application_id(self._settings.effective_resource_account_app_id)
+
+    async def create_account(self, ctx: StageContext) -> str:
+        request = await self._request(ctx.request_id)
+        app_id = self._application_id(request)
+        upn = request.result.upn or await self._choose_upn(request)
+        account_id = request.result.account_id
+        if account_id is None:
+            upn, account_id = await self._find_or_create_account(ctx, request, upn, app_id)
+        await self._wait_visible(ctx, account_id, upn)
+        await self._wait_ready(ctx, account_id, upn, app_id)
+        return upn
+
+    async def _choose_upn(self, request: Request, also_taken: frozenset[str] = frozenset()) -> str:
+        others = await asyncio.to_thread(
+            lambda: self._store.list_requests(status=_HOLDS_UPN, limit=_ALL_REQUESTS)
+        )
+        taken = {r.result.upn for r in others if r.id != request.id and r.result.upn} | also_taken
+        try:
+            upn = derive_upn(request.display_name, self._settings.effective_upn_domain, taken=taken)
+        except ValueError as exc:
+            raise NeedsHuman(
+                f"Cannot make a user name from {request.display_name!r}: {exc}. "
+                "Cancel and request again with another display name.",
+                retryable=False,
+            ) from exc
+        await self._save_result(request.id, upn=upn)
+        return upn
+
+    async def _held_by_other_request(self, request_id: str, upn: str) -> bool:
+        others = await asyncio.to_thread(
+            lambda: self._store.list_requests(status=_HOLDS_UPN, limit=_ALL_REQUESTS)
+        )
+        return any(
+            r.id != request_id and (r.result.upn or "").lower() == upn.lower() for r in others
+        )
+
+    async def _asked_to_create(self, request_id: str, upn: str) -> bool:
+        """Whether our latest word on ``upn`` is a create request rather than a refusal.
+
+        The request is written before the POST, so an account found after a crash that
+        lost the answer is still known to be ours; a refusal after it says the account
+        there belongs to someone else.
+        """
+        entries = await asyncio.to_thread(self._store.list_audit, request_id)
+        for entry in reversed(entries):
+            if entry.details.get("upn") != upn:
+                continue
+            if entry.action == "account.create.requested":
+                return True
+            if entry.action == "account.create.refused":
+                return False
+        return False
+
+    async def _is_ours(
+        self, request: Request, upn: str, instance: ApplicationInstance, app_id: str
+    ) -> bool:
+        if (instance.application_id or "").lower() != app_id.lower():
+            return False
+        if request.result.account_id == instance.object_id:
+            return True
+        return await self._asked_to_create(request.id, upn)
+
+    async def _find_or_create_account(
+        self, ctx: StageContext, request: Request, upn: str, app_id: str
+    ) -> tuple[str, str]:
+        invisible = False
+        while True:
+            instance = await self._teams.find_application_instance(upn)
+            if instance is not None:
+                if await self._is_ours(request, upn, instance, app_id):
+                    await self._save_result(request.id, upn=upn, account_id=instance.object_id)
+                    await self._audit_once(
+                        request.id, "account.created", upn=upn, account_id=instance.object_id
+                    )
+                    return upn, instance.object_id
+                upn = await self._another_upn_or_fail(request, upn)
+                invisible = False
+                continue
+            if invisible:
+                await ctx.pause(f"{upn} exists but is not visible yet (directory replication)")
+                continue
+            asked_before = await self._asked_to_create(request.id, upn)
+            if not asked_before:
+                await self._audit(
+                    request.id, "account.create.requested", upn=upn, application_id=app_id
+                )
+            try:
+                created = await self._teams.create_application_instance(
+                    upn=upn, display_name=request.display_name, application_id=app_id
+                )
+            except Conflict as exc:
+                if exc.code != CODE_OBJECT_CONFLICT:
+                    raise
+                if asked_before:
+                    # Most likely our own earlier attempt, whose answer was lost.
+                    invisible = True
+                    continue
+                upn = await self._another_upn_or_fail(request, upn)
+                continue
+            await self._save_result(request.id, upn=upn, account_id=created.object_id)
+            await self._audit(request.id, "account.created", upn=upn, account_id=created.object_id)
+            return upn, created.object_id
+
+    async def _another_upn_or_fail(self, request: Request, upn: str) -> str:
+        if await self._held_by_other_request(request.id, upn):
+            return await self._choose_upn(request, also_taken=frozenset({upn}))
+        await self._audit(request.id, "account.create.refused", AuditResult.REFUSED, upn=upn)
+        alternative = await self._free_alternative(request.id, upn)
+        hint = f" ({alternative} is free)" if alternative else ""
+        raise NeedsHuman(
+            f"The user name {upn} is taken by an account PhoneDesk didn't create. Rename or "
+            "delete that account in the Microsoft 365 admin center and Retry, or cancel and "
+            f"request again with another display name{hint}.",
+            code=CODE_OBJECT_CONFLICT,
+        )
+
+    async def _free_alternative(self, request_id: str, upn: str) -> str | None:
+        for candidate in upn_alternatives(upn):
+            if await self._held_by_other_request(request_id, candidate):
+                continue
+            if await self._graph.find_user(candidate) is None:
+                return candidate
+        return None
+
+    async def _wait_visible(self, ctx: StageContext, account_id: str, upn: str) -> None:
+        ctx.reset_backoff()
+        while True:
+            instance = await self._teams.find_application_instance(account_id)
+            if instance is not None and await self._graph.find_user(account_id) is not None:
+                return
+            await ctx.pause(f"{upn} is not visible yet (directory replication)")
+
+    async def _wait_ready(self, ctx: StageContext, account_id: str, upn: str, app_id: str) -> None:
+        """Setting the ApplicationId succeeds only once the account has propagated."""
+        ctx.reset_backoff()
+        while True:
+            try:
+                await self._teams.set_application_id(account_id, app_id)
+                return
+            except BadRequest as exc:
+                if exc.code != CODE_ACCOUNT_NOT_READY:
+                    raise
+            await ctx.pause(f"{upn} is still being set up across Microsoft 365")
+
+    # -- stage 3: license -----------------------------------------------------------------
+
+    def _sku_preference(self) -> list[str]:
+        ordered = [self._settings.preferred_sku, *self._settings.fallback_skus]
+        return list(dict.fromkeys(part.upper() for part in ordered if part))
+
+    async def assign_license(self, ctx: StageContext) -> str:
+        request = await self._request(ctx.request_id)
+        account_id = _require(request.result.account_id, "account")
+        upn = request.result.upn or account_id
+        user = await self._graph.get_user(account_id)
+        if user.usage_location != request.country:
+            await self._set_usage_location(ctx, account_id, upn, request.country)
+        skus = {
+            sku.sku_part_number.upper(): sku for sku in await self._graph.list_subscribed_skus()
+        }
+        preference = self._sku_preference()
+        for part in preference:
+            sku = skus.get(part)
+            if sku is not None and user.has_license(sku.sku_id):
+                await self._save_result(
+                    request.id, sku_id=sku.sku_id, sku_part_number=sku.sku_part_number
+                )
+                await self._audit_once(request.id, "license.assigned", sku=sku.sku_part_number)
+                return f"{sku.sku_part_number} (already assigned)"
+        tried: list[str] = []
+        for part in preference:
+            sku = skus.get(part)
+            if sku is None:
+                tried.append(f"{part} (not in this tenant)")
+                continue
+            if sku.capability_status not in (None, "Enabled"):
+                tried.append(f"{part} ({sku.capability_status})")
+                continue
+            if sku.free_units < 1:
+                tried.append(f"{part} ({sku.consumed_units} of {sku.prepaid_units.enabled} used)")
+                continue
+            try:
+                await self._graph.assign_license(account_id, sku.sku_id)
+            except BadRequest as exc:
+                if exc.code == CODE_INSUFFICIENT_LICENSES:
+                    tried.append(f"{part} (its last unit was just taken)")
+                    continue
+                if exc.code == CODE_INVALID_USAGE_LOCATION:
+                    raise _NotYet(f"the usage location of {upn} is not applied yet") from exc
+                raise
+            await self._save_result(
+                request.id, sku_id=sku.sku_id, sku_part_number=sku.sku_part_number
+            )
+            await self._audit(
+                request.id, "license.assigned", sku=sku.sku_part_number, account_id=account_id
+            )
+            return sku.sku_part_number
+        await self._audit(request.id, "license.unavailable", AuditResult.FAILED, tried=list(tried))
+        raise NeedsHuman(
+            f"No free license for {upn}: {'; '.join(tried)}. Add units (or free some) in the "
+            "Microsoft 365 admin center, then Retry.",
+            code=CODE_INSUFFICIENT_LICENSES,
+        )
+
+    async def _set_usage_location(
+        self, ctx: StageContext, account_id: str, upn: str, country: str
+    ) -> None:
+        ctx.reset_backoff()
+        while True:
+            try:
+                await self._graph.set_usage_location(account_id, country)
+                break
+            except BadRequest as exc:
+                if exc.code != CODE_ACCOUNT_NOT_READY:
+                    raise
+            await ctx.pause(f"{upn} is still being set up across Microsoft 365")
+        await self._audit(
+            ctx.request_id, "usage_location.set", account_id=account_id, country=country
+        )
+
+    # -- stage 4: bind --------------------------------------------------------------------
+
+    async def bind_number(self, ctx: StageContext) -> str:
+        request = await self._request(ctx.request_id)
+        account_id = _require(request.result.account_id, "account")
+        number = _require(request.result.telephone_number, "telephone number")
+        upn = request.result.upn or account_id
+        await self._associate_and_sync(ctx, account_id, upn, self._application_id(request))
+        ctx.reset_backoff()
+        while True:
+            assignment = await self._graph.get_number_assignment(number)
+            if (
+                assignment.assignment_target_id == account_id
+                and assignment.assignment_status == AssignmentStatus.VOICE_APPLICATION_ASSIGNED
+            ):
+                if assignment.activation_state in _PENDING_ACTIVATION:
+                    await ctx.pause(f"{number} is {assignment.activation_state}")
+                    continue
+                await self._audit_once(
+                    request.id, "number.bound", number=number, account_id=account_id
+                )
+                return f"{number} → {upn}"
+            if assignment.assignment_status != AssignmentStatus.UNASSIGNED:
+                raise NeedsHuman(
+                    f"{number} is already assigned ({assignment.assignment_status}) to "
+                    f"{assignment.assignment_target_id}, not by PhoneDesk. Unassign it in the "
+                    "Teams admin center and Retry, or cancel."
+                )
+            operation_id = await self._graph.assign_number(
+                number,
+                account_id,
+                assignment.number_type or InventoryNumberType.CALLING_PLAN,
+            )
+            await self._save_result(request.id, operation_id=operation_id)
+            await self._audit(
+                request.id,
+                "number.assign.requested",
+                number=number,
+                account_id=account_id,
+                operation_id=operation_id,
+            )
+            operation = await self._wait_operation(ctx, operation_id)
+            if operation.status is OperationStatus.SUCCEEDED:
+                continue
+            detail = (
+                operation.failure_detail or f"operation {operation_id} {operation.status.value}"
+            )
+            await self._audit(
+                request.id, "number.assign.failed", AuditResult.FAILED, number=number, detail=detail
+            )
+            # Mostly sync lag or a license not seen yet, which the service tells us to wait out.
+            await ctx.pause(f"assignNumber failed: {detail}")
+
+    async def _associate_and_sync(
+        self, ctx: StageContext, account_id: str, upn: str, app_id: str
+    ) -> None:
+        ctx.reset_backoff()
+        while True:
+            try:
+                instance = await self._teams.get_application_instance(account_id)
+                if (instance.application_id or "").lower() != app_id.lower():
+                    await self._teams.set_application_id(account_id, app_id)
+                await self._teams.sync_application_instance(account_id)
+                break
+            except BadRequest as exc:
+                if exc.code != CODE_ACCOUNT_NOT_READY:
+                    raise
+            await ctx.pause(f"{upn} is still being set up across Microsoft 365")
+        await self._audit_once(ctx.request_id, "account.synced", account_id=account_id)
+
+    async def _wait_operation(self, ctx: StageContext, operation_id: str) -> LongRunningOperation:
+        """Poll an operation to its end: one that started is never abandoned half-way."""
+        ctx.reset_backoff()
+        while True:
+            operation = await self._graph.get_operation(operation_id)
+            if operation.finished:
+                return operation
+            await ctx.pause(
+                f"operation {operation_id} is {operation.status.value}", cancellable=False
+            )
+
+    # -- undo -------------------------------------------------------------------------------
+
+    async def undo(self, ctx: StageContext, undone: list[str], cancel_orders: bool) -> str:
+        """Unbind, unlicense and delete the account, cancel live orders, release claims.
+
+        Every part looks before it acts, so a second pass after a crash repeats nothing.
+        """
+        request = await self._request(ctx.request_id)
+        account_id = request.result.account_id or await self._unrecorded_account(ctx, request)
+        claims = await self._claims(request.id)
+        number = request.result.telephone_number or (claims[0] if claims else None)
+        if account_id is not None:
+            if number is not None:
+                await self._unbind(ctx, request.id, number, account_id, undone)
+            if not await self._has_audit(request.id, "account.deleted", account_id=account_id):
+                await self._remove_account(ctx, request.id, account_id, undone)
+        if cancel_orders:
+            count, _ = await self._latest_order(request.id)
+            for attempt in range(1, count + 1):
+                order = await self._teams.find_search_order_by_name(order_name(request.id, attempt))
+                if order is not None and order.status in _LIVE_ORDER:
+                    await self._teams.cancel_search_order(order.id)
+                    await self._audit(request.id, "order.cancelled", order=order.name)
+                    undone.append(f"cancelled number order {order.name}")
+        for claimed in claims:
+            if await asyncio.to_thread(self._store.release_claim, claimed, request.id):
+                await self._audit(request.id, "number.released", number=claimed)
+                undone.append(f"released {claimed}")
+        return "undone"
+
+    async def _unrecorded_account(self, ctx: StageContext, request: Request) -> str | None:
+        """An account whose creation was asked for but whose id a crash kept from the store."""
+        upn = request.result.upn
+        if upn is None or not await self._asked_to_create(request.id, upn):
+            return None
+        app_id = self._application_id(request)
+        for _ in range(_GONE_AFTER_POLLS):
+            instance = await self._teams.find_application_instance(upn)
+            if instance is not None:
+                if not await self._is_ours(request, upn, instance, app_id):
+                    return None
+                await self._save_result(request.id, account_id=instance.object_id)
+                return instance.object_id
+            await ctx.pause(f"looking for {upn}", cancellable=False)
+        return None
+
+    async def _unbind(
+        self, ctx: StageContext, request_id: str, number: str, account_id: str, undone: list[str]
+    ) -> None:
+        assignment = await self._graph.find_number_assignment(number)
+        if assignment is None or assignment.assignment_target_id != account_id:
+            return
+        if assignment.assignment_status == AssignmentStatus.UNASSIGNED:
+            return
+        operation_id = await self._graph.unassign_number(
+            number, assignment.number_type or InventoryNumberType.CALLING_PLAN
+        )
+        operation = await self._wait_operation(ctx, operation_id)
+        if operation.status is not OperationStatus.SUCCEEDED:
+            detail = operation.failure_detail or operation.status.value
+            await self._audit(
+                request_id, "number.unbind", AuditResult.FAILED, number=number, detail=detail
+            )
+            raise _NotYet(f"unassigning {number} failed: {detail}")
+        await self._audit(request_id, "number.unbound", number=number, account_id=account_id)
+        undone.append(f"unassigned {number}")
+
+    async def _remove_account(
+        self, ctx: StageContext, request_id: str, account_id: str, undone: list[str]
+    ) -> None:
+        user = await self._graph.find_user(account_id)
+        if user is not None:
+            for assigned in user.assigned_licenses:
+                await self._graph.remove_license(account_id, assigned.sku_id)
+                await self._audit(
+                    request_id, "license.removed", sku_id=assigned.sku_id, account_id=account_id
+                )
+                undone.append(f"removed license {assigned.sku_id}")
+        misses = 0
+        while True:
+            try:
+                await self._graph.delete_user(account_id)
+                break
+            except NotFound:
+                misses += 1
+                if misses >= _GONE_AFTER_POLLS:
+                    break
+            # Just after creation a delete can miss the account, like any read.
+            await ctx.pause(f"account {account_id} is not found yet", cancellable=False)
+        gone_already = misses >= _GONE_AFTER_POLLS
+        await self._audit(
+            request_id, "account.deleted", account_id=account_id, already_gone=gone_already
+        )
+        undone.append(f"deleted account {user.user_principal_name if user else account_id}")
+
+
+def _order_numbers(order: SearchOrder) -> list[str]:
+    return [n.telephone_number for n in order.telephone_numbers]
+
+
+def _require(value: str | None, what: str) -> str:
+    if value is None:
+        raise NeedsHuman(
+            f"PhoneDesk has no {what} recorded for this request; an earlier stage did not "
+            "finish. Retry, or cancel."
+        )
+    return value
+
+
+def _refusal_message(label: str, exc: ApiStatusError) -> str:
+    message = (
+        f"Microsoft 365 refused a call in {label}: HTTP {exc.status} {exc.code or ''}".rstrip()
+    )
+    message += f": {exc.message}"
+    if isinstance(exc, Unauthorized | Forbidden):
+        message += (
+            " Check that PhoneDesk's app registration has the needed API permissions with "
+            "admin consent, then Retry."
+        )
+    else:
+        message += " Fix the cause, then Retry, or cancel."
+    return message

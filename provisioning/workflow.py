@@ -1,0 +1,521 @@
+"""The durable provisioning workflow: wait for approval, run the four stages, compensate.
+
+Why it is shaped like this (learned from dbos 3.4's source and a kill -9 spike):
+
+- DBOS is a process-wide singleton: ``DBOS(config=…)``, ``DBOS.launch()``,
+  ``DBOS.destroy()``. The decorators register functions in a registry that outlives
+  ``destroy()``, so a process (or a test) can build a fresh DBOS on a fresh system database
+  as often as it likes, provided it never destroys the registry.
+- Clients, store and listener live on a ``DBOSConfiguredInstance`` (``ProvisioningEngine``)
+  registered under an instance name, not in module globals. Each workflow records that
+  name; recovery finds the instance by it, so a restarted worker must create its engine
+  under the same name before ``DBOS.launch()``. Names are unique per process while
+  registered, so the engine unregisters itself on close.
+- On ``launch()`` DBOS re-enqueues the PENDING workflows of its executor id ("local" by
+  default) and resumes them. An async workflow resumes on the event loop that was running
+  when ``launch()`` was called (DBOS adopts it as its main loop). Our ``httpx.AsyncClient``
+  is bound to the app's loop, so the engine launches DBOS from that loop.
+- Replay: a step that finished is never run again; its recorded output is returned. The
+  step that was running when the process was killed has no record and runs again from its
+  start. Hence every stage is an idempotent pass (see ``stages.py``) that records what it
+  created before moving on. Proven in the spike: SIGKILL inside a step, a new process on the
+  same SQLite system database, and the workflow continued at that very step.
+- Step outputs and exceptions are pickled into the system database. Steps here return
+  JSON-safe dicts and report expected outcomes as values, never as exceptions, so the
+  recorded history does not depend on class layouts.
+- ``recv``/``set_event`` on SQLite are served by a polling listener
+  (``notification_listener_polling_interval_sec``), so a message from any process reaches a
+  waiting workflow within that interval. The store is the source of truth for decisions
+  (compare-and-set); a message on the ``control`` topic only wakes the workflow, which then
+  re-reads the store. A lost, late or duplicate message therefore changes nothing.
+- Cancelling the asyncio task of a running workflow records nothing (DBOS lets
+  ``CancelledError`` through), so the workflow stays PENDING and the next launch resumes it.
+  That is how the engine shuts down.
+- Waits that must survive restarts (approval timeout, retry/cancel after a failure) are
+  durable ``recv`` timeouts measured from a recorded clock step. Waits inside a stage are
+  plain polling bounded by a deadline the workflow recorded before the stage started, so a
+  re-run after a crash keeps the original deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any, Final, Protocol
+
+from dbos import DBOS, DBOSConfiguredInstance, SetWorkflowID
+from pydantic import BaseModel, ConfigDict
+
+from provisioning.microsoft.graph import GraphClient
+from provisioning.microsoft.teams_admin import TeamsAdminClient
+from provisioning.models import (
+    AuditResult,
+    Failure,
+    Request,
+    RequestStatus,
+    Stage,
+    StageEvent,
+    StageState,
+    StageStatus,
+    utc_now,
+)
+from provisioning.settings import Settings
+from provisioning.stages import (
+    WORKFLOW_ACTOR,
+    Provisioner,
+    StageContext,
+    StageOutcome,
+    UndoOutcome,
+)
+from provisioning.store import RequestNotFound, Store
+
+__all__ = [
+    "CONTROL_TOPIC",
+    "PROGRESS_EVENT",
+    "ProgressListener",
+    "ProgressUpdate",
+    "ProvisioningEngine",
+    "provisioning_workflow_id",
+    "release_workflow_id",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTROL_TOPIC: Final = "control"
+PROGRESS_EVENT: Final = "progress"
+# A workflow parked after a failure re-checks the store this often even if no message came.
+_IDLE_WAIT_S: Final = 24 * 3600.0
+_LISTENER_TIMEOUT_S: Final = 30.0
+
+
+def _status_of(update: dict[str, Any]) -> RequestStatus:
+    return RequestStatus(update["request"]["status"])
+
+
+def provisioning_workflow_id(request_id: str) -> str:
+    return f"phonedesk-provision-{request_id}"
+
+
+def release_workflow_id(request_id: str) -> str:
+    return f"phonedesk-release-{request_id}"
+
+
+class ProgressUpdate(BaseModel):
+    """A request changed: its current state, and the stage event behind it if any."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: Request
+    event: StageEvent | None = None
+
+
+class ProgressListener(Protocol):
+    """Told of every stage and status change; the bot updates its cards from this.
+
+    A listener that raises or hangs is logged and skipped; it never fails provisioning.
+    """
+
+    async def on_progress(self, update: ProgressUpdate) -> None: ...
+
+
+@DBOS.dbos_class()
+class ProvisioningEngine(DBOSConfiguredInstance):
+    """The workflows and steps, with the clients and the store they act through."""
+
+    def __init__(
+        self,
+        instance_name: str,
+        *,
+        settings: Settings,
+        graph: GraphClient,
+        teams_admin: TeamsAdminClient,
+        store: Store,
+        listener: ProgressListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._listener = listener
+        self._provisioner = Provisioner(settings, graph, teams_admin, store)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._rng = random.Random()
+        super().__init__(instance_name)
+
+    # -- used by the service ----------------------------------------------------------------
+
+    async def start_provisioning(self, request_id: str) -> None:
+        """Start the request's workflow; a second start of the same request is a no-op."""
+        with SetWorkflowID(provisioning_workflow_id(request_id)):
+            await DBOS.start_workflow_async(self.provision, request_id)
+
+    async def start_release(self, request_id: str, actor: str) -> None:
+        with SetWorkflowID(release_workflow_id(request_id)):
+            await DBOS.start_workflow_async(self.release, request_id, actor)
+
+    async def signal(self, request_id: str, action: str) -> None:
+        """Wake the request's workflow to re-read the store after ``action``."""
+        wakeup = self._wakeups.get(request_id)
+        if wakeup is not None and action == "cancel":
+            wakeup.set()
+        await DBOS.send_async(
+            provisioning_workflow_id(request_id), {"action": action}, CONTROL_TOPIC
+        )
+
+    async def latest_progress(self, request_id: str) -> ProgressUpdate | None:
+        """The last update published for the request, by its release or else its provisioning."""
+        for workflow_id in (release_workflow_id(request_id), provisioning_workflow_id(request_id)):
+            payload = await DBOS.get_event_async(workflow_id, PROGRESS_EVENT, timeout_seconds=0)
+            if payload is not None:
+                return ProgressUpdate.model_validate(payload)
+        return None
+
+    async def shutdown(self) -> None:
+        """Stop running workflows where they are; they resume on the next launch."""
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- workflows ----------------------------------------------------------------------------
+
+    @DBOS.workflow()
+    async def provision(self, request_id: str) -> str:
+        self._adopt_current_task()
+        status = await self._await_decision(request_id)
+        if status is RequestStatus.APPROVED:
+            status = await self._settled(await self._begin(request_id), RequestStatus.PROVISIONING)
+        if status is RequestStatus.PROVISIONING:
+            status = await self._run_stages(request_id)
+        if status is RequestStatus.CANCELLED:
+            await self._cancel(request_id)
+        logger.info("%s: workflow ended %s", request_id, status.value)
+        return status.value
+
+    @DBOS.workflow()
+    async def release(self, request_id: str, actor: str) -> str:
+        self._adopt_current_task()
+        deadline = await self._now() + self._settings.bind_deadline_s
+        outcome = await self._undo(request_id, deadline, cancel_orders=False)
+        await self._announce(await self._finish_release(request_id, actor, outcome))
+        return UndoOutcome.model_validate(outcome).problem or "released"
+
+    # -- workflow parts (deterministic: only steps, recv and events touch the world) ------------
+
+    async def _settled(self, update: dict[str, Any], hoped_for: RequestStatus) -> RequestStatus:
+        """Announce a status change that happened; a cancel that won is announced later."""
+        status = _status_of(update)
+        if status is hoped_for:
+            await self._announce(update)
+        return status
+
+    async def _await_decision(self, request_id: str) -> RequestStatus:
+        deadline = await self._now() + self._settings.approval_timeout_s
+        while True:
+            update = await self._snapshot(request_id)
+            status = _status_of(update)
+            if status is not RequestStatus.PENDING_APPROVAL:
+                if status is not RequestStatus.CANCELLED:
+                    await self._announce(update)
+                return status
+            remaining = deadline - await self._now()
+            if remaining <= 0:
+                await self._expire(request_id)
+                continue
+            await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=remaining)
+
+    async def _run_stages(self, request_id: str) -> RequestStatus:
+        stages = list(Stage)
+        first = 0
+        while True:
+            outcome = StageOutcome(kind="done")
+            for stage in stages[first:]:
+                await self._publish(request_id, stage, StageStatus.RUNNING)
+                deadline = await self._now() + self._stage_budget(stage)
+                outcome = StageOutcome.model_validate(
+                    await self._run_stage(request_id, stage.value, deadline)
+                )
+                if outcome.kind != "done":
+                    break
+                await self._publish(request_id, stage, StageStatus.DONE, detail=outcome.detail)
+            if outcome.kind == "done":
+                update = await self._settle(request_id, RequestStatus.COMPLETED.value, None)
+                return await self._settled(update, RequestStatus.COMPLETED)
+            if outcome.kind == "cancelled":
+                return RequestStatus.CANCELLED
+            failure = outcome.failure
+            assert failure is not None
+            await self._publish(request_id, failure.stage, StageStatus.FAILED, error=failure.reason)
+            update = await self._settle(
+                request_id, RequestStatus.FAILED.value, failure.model_dump(mode="json")
+            )
+            status = await self._settled(update, RequestStatus.FAILED)
+            if status is RequestStatus.FAILED:
+                status = await self._await_retry(request_id)
+            if status is not RequestStatus.PROVISIONING:
+                return status
+            first = stages.index(failure.stage)
+
+    async def _await_retry(self, request_id: str) -> RequestStatus:
+        while True:
+            await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=_IDLE_WAIT_S)
+            update = await self._snapshot(request_id)
+            status = _status_of(update)
+            if status is RequestStatus.PROVISIONING:
+                await self._announce(update)
+                return status
+            if status is not RequestStatus.FAILED:
+                return status
+
+    async def _cancel(self, request_id: str) -> None:
+        deadline = await self._now() + self._settings.bind_deadline_s
+        outcome = await self._undo(request_id, deadline, cancel_orders=True)
+        await self._announce(await self._finish_cancel(request_id, outcome))
+
+    async def _publish(
+        self,
+        request_id: str,
+        stage: Stage,
+        status: StageStatus,
+        *,
+        detail: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        update = await self._record_stage(request_id, stage.value, status.value, detail, error)
+        await self._announce(update)
+
+    async def _announce(self, update: dict[str, Any]) -> None:
+        await DBOS.set_event_async(PROGRESS_EVENT, update)
+        await self._notify(update)
+
+    def _stage_budget(self, stage: Stage) -> float:
+        if stage is Stage.BIND_NUMBER:
+            return self._settings.bind_deadline_s
+        return self._settings.propagation_deadline_s
+
+    def _adopt_current_task(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    @DBOS.step()
+    async def _now(self) -> float:
+        return time.time()
+
+    @DBOS.step()
+    async def _snapshot(self, request_id: str) -> dict[str, Any]:
+        return await self._snapshot_now(request_id)
+
+    @DBOS.step()
+    async def _expire(self, request_id: str) -> None:
+        expired = await asyncio.to_thread(
+            self._store.transition,
+            request_id,
+            RequestStatus.PENDING_APPROVAL,
+            RequestStatus.EXPIRED,
+        )
+        if expired is not None:
+            await self._audit(
+                request_id,
+                "request.expired",
+                timeout_s=self._settings.approval_timeout_s,
+            )
+
+    @DBOS.step()
+    async def _begin(self, request_id: str) -> dict[str, Any]:
+        started = await asyncio.to_thread(
+            self._store.transition, request_id, RequestStatus.APPROVED, RequestStatus.PROVISIONING
+        )
+        if started is None:
+            return await self._snapshot_now(request_id)
+        await self._audit(request_id, "provisioning.started")
+        return {"request": started.model_dump(mode="json")}
+
+    @DBOS.step()
+    async def _record_stage(
+        self, request_id: str, stage: str, status: str, detail: str | None, error: str | None
+    ) -> dict[str, Any]:
+        def record() -> dict[str, Any]:
+            current = self._require(request_id).stage(Stage(stage))
+            new_status = StageStatus(status)
+            now = utc_now()
+            state = StageState(
+                stage=Stage(stage),
+                status=new_status,
+                started_at=now if new_status is StageStatus.RUNNING else current.started_at,
+                finished_at=None if new_status is StageStatus.RUNNING else now,
+                detail=detail,
+                error=error,
+            )
+            updated = self._store.record_stage(request_id, state)
+            event = StageEvent.from_state(request_id, state, now)
+            return ProgressUpdate(request=updated, event=event).model_dump(mode="json")
+
+        return await asyncio.to_thread(record)
+
+    @DBOS.step()
+    async def _run_stage(self, request_id: str, stage: str, deadline: float) -> dict[str, Any]:
+        ctx = self._context(
+            request_id, deadline, self._stage_budget(Stage(stage)), cancellable=True
+        )
+        try:
+            outcome = await self._provisioner.run(Stage(stage), ctx)
+        finally:
+            self._wakeups.pop(request_id, None)
+        logger.info("%s: %s %s %s", request_id, stage, outcome.kind, outcome.detail or "")
+        return outcome.model_dump(mode="json")
+
+    @DBOS.step()
+    async def _settle(
+        self, request_id: str, status: str, failure: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Move a provisioning request to its outcome, unless a cancel got there first."""
+        outcome = RequestStatus(status)
+        reason = None if failure is None else Failure.model_validate(failure)
+        settled = await asyncio.to_thread(
+            lambda: self._store.transition(
+                request_id, RequestStatus.PROVISIONING, outcome, failure=reason
+            )
+        )
+        if settled is None:
+            return await self._snapshot_now(request_id)
+        if reason is None:
+            await self._audit(request_id, "provisioning.completed")
+        else:
+            await self._audit(
+                request_id,
+                "provisioning.failed",
+                AuditResult.FAILED,
+                stage=reason.stage.value,
+                reason=reason.reason,
+                code=reason.code,
+            )
+        return {"request": settled.model_dump(mode="json")}
+
+    @DBOS.step()
+    async def _undo(self, request_id: str, deadline: float, cancel_orders: bool) -> dict[str, Any]:
+        ctx = self._context(request_id, deadline, self._settings.bind_deadline_s, cancellable=False)
+        outcome = await self._provisioner.run_undo(ctx, cancel_orders=cancel_orders)
+        if outcome.problem is not None:
+            logger.warning("%s: undo incomplete: %s", request_id, outcome.problem)
+        return outcome.model_dump(mode="json")
+
+    @DBOS.step()
+    async def _finish_cancel(self, request_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        undo = UndoOutcome.model_validate(outcome)
+
+        def finish() -> dict[str, Any]:
+            request = self._require(request_id)
+            now = utc_now()
+            for state in request.stages:
+                if state.status is StageStatus.CANCELLED:
+                    continue
+                started = state.status is not StageStatus.WAITING
+                request = self._store.record_stage(
+                    request_id,
+                    state.model_copy(
+                        update={
+                            "status": StageStatus.CANCELLED,
+                            "finished_at": now,
+                            "detail": "undone by cancellation" if started else "not started",
+                        }
+                    ),
+                )
+            self._store.append_audit(
+                actor=WORKFLOW_ACTOR,
+                action="cancellation.compensated",
+                request_id=request_id,
+                result=AuditResult.OK if undo.problem is None else AuditResult.FAILED,
+                details={"undone": list(undo.undone), "problem": undo.problem},
+            )
+            return {"request": request.model_dump(mode="json")}
+
+        return await asyncio.to_thread(finish)
+
+    @DBOS.step()
+    async def _finish_release(
+        self, request_id: str, actor: str, outcome: dict[str, Any]
+    ) -> dict[str, Any]:
+        undo = UndoOutcome.model_validate(outcome)
+        await asyncio.to_thread(
+            lambda: self._store.append_audit(
+                actor=actor,
+                action="release.completed",
+                request_id=request_id,
+                result=AuditResult.OK if undo.problem is None else AuditResult.FAILED,
+                details={"undone": list(undo.undone), "problem": undo.problem},
+            )
+        )
+        return {"request": (await self._load(request_id)).model_dump(mode="json")}
+
+    @DBOS.step()
+    async def _notify(self, update: dict[str, Any]) -> None:
+        await self._notify_safely(update)
+
+    # -- helpers (inside steps) -------------------------------------------------------------------
+
+    async def _snapshot_now(self, request_id: str) -> dict[str, Any]:
+        return {"request": (await self._load(request_id)).model_dump(mode="json")}
+
+    async def _notify_safely(self, update: dict[str, Any]) -> None:
+        if self._listener is None:
+            return
+        try:
+            await asyncio.wait_for(
+                self._listener.on_progress(ProgressUpdate.model_validate(update)),
+                _LISTENER_TIMEOUT_S,
+            )
+        except Exception:
+            logger.exception("progress listener failed; provisioning goes on")
+
+    def _context(
+        self, request_id: str, deadline: float, budget_s: float, *, cancellable: bool
+    ) -> StageContext:
+        wakeup = None
+        if cancellable:
+            wakeup = self._wakeups.setdefault(request_id, asyncio.Event())
+
+        async def is_cancelled() -> bool:
+            request = await asyncio.to_thread(self._store.get_request, request_id)
+            return request is not None and request.status is RequestStatus.CANCELLED
+
+        return StageContext(
+            request_id,
+            deadline=deadline,
+            budget_s=budget_s,
+            poll_interval_s=self._settings.poll_interval_s,
+            poll_max_interval_s=self._settings.poll_max_interval_s,
+            is_cancelled=is_cancelled if cancellable else None,
+            wakeup=wakeup,
+            rng=self._rng,
+        )
+
+    def _require(self, request_id: str) -> Request:
+        request = self._store.get_request(request_id)
+        if request is None:
+            raise RequestNotFound(request_id)
+        return request
+
+    async def _load(self, request_id: str) -> Request:
+        return await asyncio.to_thread(self._require, request_id)
+
+    async def _audit(
+        self,
+        request_id: str,
+        action: str,
+        result: AuditResult = AuditResult.OK,
+        **details: Any,
+    ) -> None:
+        await asyncio.to_thread(
+            lambda: self._store.append_audit(
+                actor=WORKFLOW_ACTOR,
+                action=action,
+                request_id=request_id,
+                result=result,
+                details=details,
+            )
+        )
