@@ -13,7 +13,9 @@ from aiohttp import web
 from bot.adapter import create_adapter
 from bot.phonedesk_bot import PhoneDeskBot
 from bot.routes import add_bot_routes
+from provisioning.engine import open_engine
 from provisioning.runtime import Microsoft365, connect_microsoft
+from provisioning.service import ProvisioningService
 from provisioning.settings import ConfigError, Settings, load_settings
 from provisioning.store import Store
 
@@ -22,6 +24,7 @@ log = logging.getLogger("phonedesk")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 STORE_KEY = web.AppKey("store", Store)
 MICROSOFT_KEY = web.AppKey("microsoft", Microsoft365)
+SERVICE_KEY = web.AppKey("service", ProvisioningService)
 
 
 def _version() -> str:
@@ -65,7 +68,12 @@ async def create_app(settings: Settings) -> web.Application:
             app[MICROSOFT_KEY] = microsoft
             yield
 
-    app.cleanup_ctx.extend([store_ctx, microsoft_ctx])
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_engine(settings, app[MICROSOFT_KEY], app[STORE_KEY]) as service:
+            app[SERVICE_KEY] = service
+            yield
+
+    app.cleanup_ctx.extend([store_ctx, microsoft_ctx, engine_ctx])
     add_bot_routes(
         app, create_adapter(settings), PhoneDeskBot(approvers=frozenset(settings.approvers))
     )

@@ -27,6 +27,7 @@ from provisioning.microsoft.retry import RetryPolicy
 from provisioning.microsoft.teams_admin import TEAMS_ADMIN_SCOPE, TeamsAdminClient
 from provisioning.settings import ConfigError, Settings
 from provisioning.simulator.server import RunningSimulator, start_simulator
+from provisioning.simulator.wire import AUTH_PREFIX, GRAPH_PREFIX, TEAMS_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,21 @@ async def connect_microsoft(settings: Settings) -> AsyncIterator[Microsoft365]:
         simulator: RunningSimulator | None = None
         tokens: TokenProvider
         if settings.uses_simulator:
-            simulator = await stack.enter_async_context(
-                start_simulator(settings.simulator, host="127.0.0.1", port=settings.simulator_port)
-            )
-            graph_base = simulator.graph_base_url
-            teams_base = simulator.teams_base_url
+            if settings.simulator_url:
+                base_url = settings.simulator_url.rstrip("/")
+                log.info("Using the Microsoft 365 simulator at %s", base_url)
+            else:
+                simulator = await stack.enter_async_context(
+                    start_simulator(
+                        settings.simulator, host="127.0.0.1", port=settings.simulator_port
+                    )
+                )
+                base_url = simulator.base_url
+            graph_base = base_url + GRAPH_PREFIX
+            teams_base = base_url + TEAMS_PREFIX
             tokens = SimulatorTokenProvider(
                 http,
-                token_url=simulator.token_url,
+                token_url=f"{base_url}{AUTH_PREFIX}/{settings.simulator.tenant_id}/oauth2/v2.0/token",
                 client_id=settings.simulator.client_id,
                 client_secret=settings.simulator.client_secret,
             )
@@ -66,7 +74,7 @@ async def connect_microsoft(settings: Settings) -> AsyncIterator[Microsoft365]:
                 "(time scale %s: 15-20 minutes of account propagation take ~%.0f s). "
                 "Set PHONEDESK_TENANT_ID, PHONEDESK_CLIENT_ID and PHONEDESK_CLIENT_SECRET "
                 "(or PHONEDESK_CLIENT_CERTIFICATE_PATH) to provision in a real tenant.",
-                simulator.base_url,
+                base_url,
                 settings.simulator.time_scale,
                 17.5 * 60 * settings.simulator.time_scale,
             )
@@ -100,7 +108,7 @@ async def connect_microsoft(settings: Settings) -> AsyncIterator[Microsoft365]:
             )
         )
         yield Microsoft365(
-            mode="simulator" if simulator else "tenant",
+            mode="simulator" if settings.uses_simulator else "tenant",
             graph=graph,
             teams_admin=teams_admin,
             graph_base_url=graph_base,

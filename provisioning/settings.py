@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     # --- the built-in Microsoft 365 simulator (used when no tenant is configured)
     simulator: EmbeddedSimulatorConfig = Field(default_factory=EmbeddedSimulatorConfig)
     simulator_port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
+    simulator_url: str | None = Field(
+        None,
+        description="Use a simulator already running there (`phonedesk simulator`) instead of "
+        "starting one in-process, so its tenant state outlives this process.",
+    )
 
     @field_validator("approvers", "fallback_skus", mode="before")
     @classmethod
