@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest simulator clean
+.PHONY: run test lint typecheck pytest simulator package clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 
 simulator: $(STAMP)
 	$(BIN)/phonedesk simulator
+
+# The Teams app package for upload. With MicrosoftAppId unset it still builds, with
+# placeholder ids, so a fresh clone can check it; see docs/real-tenant.md.
+package: $(STAMP)
+	$(BIN)/python -m manifest.build --output appPackage.zip --placeholder-ids
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

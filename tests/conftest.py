@@ -41,8 +41,18 @@ def _check_address(family: int, address: Any) -> None:
         raise NetworkAccessError(f"test tried to reach non-loopback address {address!r}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live: reads from a real Microsoft 365 tenant; opt-in with PHONEDESK_LIVE_TENANT=1",
+    )
+
+
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The opt-in smoke tests of tests/live/ exist to reach a real tenant.
+    if request.node.get_closest_marker("live") is not None:
+        return
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
     real_getaddrinfo = socket.getaddrinfo
