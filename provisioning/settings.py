@@ -111,7 +111,6 @@ class Settings(BaseSettings):
 
     # --- who approves, and what gets provisioned
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    approver_group_id: str | None = None
     resource_account_app_id: str | None = Field(
         None,
         description="ApplicationId bound to new resource accounts; defaults to the bot's app id, "
