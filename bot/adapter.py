@@ -10,6 +10,7 @@ from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
 )
+from botbuilder.schema import ActivityTypes
 
 from provisioning.settings import Settings
 
@@ -39,6 +40,9 @@ def create_adapter(settings: Settings) -> CloudAdapter:
     async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         # The user gets a plain apology; the details stay in the log.
         log.exception("unhandled error in a bot turn", exc_info=error)
+        if turn_context.activity.type != ActivityTypes.message:
+            # A proactive turn or a card click: nobody typed anything to apologise to.
+            return
         try:
             await turn_context.send_activity(
                 "Sorry, something went wrong on my side. Nothing you sent was lost; "

@@ -29,14 +29,17 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or not body.get("type"):
         return _problem(400, "the request body is not a Bot Framework activity (no 'type')")
     adapter = request.app[ADAPTER_KEY]
+    bot = request.app.get(BOT_KEY)
+    if bot is None:
+        return _problem(503, "the bot is still starting; try again in a moment")
     try:
-        response = await adapter.process(request, request.app[BOT_KEY])
+        response = await adapter.process(request, bot)
     except web.HTTPUnauthorized:
         return _problem(401, "the request's Bot Framework token is missing or invalid")
     return response if response is not None else web.Response(status=201)
 
 
-def add_bot_routes(app: web.Application, adapter: CloudAdapter, bot: Bot) -> None:
+def add_bot_routes(app: web.Application, adapter: CloudAdapter) -> None:
+    """Serve /api/messages; the bot itself is put under ``BOT_KEY`` once the app has started."""
     app[ADAPTER_KEY] = adapter
-    app[BOT_KEY] = bot
     app.router.add_post("/api/messages", messages)
