@@ -11,9 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from bot.adapter import create_adapter
+from bot.notifier import CardNotifier
 from bot.phonedesk_bot import PhoneDeskBot
-from bot.routes import add_bot_routes
+from bot.proactive import ProactiveMessenger
+from bot.routes import BOT_KEY, add_bot_routes
 from provisioning.engine import open_engine
+from provisioning.local_api import add_local_api
 from provisioning.runtime import Microsoft365, connect_microsoft
 from provisioning.service import ProvisioningService
 from provisioning.settings import ConfigError, Settings, load_settings
@@ -25,6 +28,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 STORE_KEY = web.AppKey("store", Store)
 MICROSOFT_KEY = web.AppKey("microsoft", Microsoft365)
 SERVICE_KEY = web.AppKey("service", ProvisioningService)
+NOTIFIER_KEY = web.AppKey("card_notifier", CardNotifier)
 
 
 def _version() -> str:
@@ -68,15 +72,31 @@ async def create_app(settings: Settings) -> web.Application:
             app[MICROSOFT_KEY] = microsoft
             yield
 
-    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_engine(settings, app[MICROSOFT_KEY], app[STORE_KEY]) as service:
-            app[SERVICE_KEY] = service
+    adapter = create_adapter(settings)
+    messenger = ProactiveMessenger(adapter, settings.app_id)
+
+    async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
+        notifier = CardNotifier(app[STORE_KEY], messenger, approvers=settings.approvers)
+        async with notifier.running():
+            app[NOTIFIER_KEY] = notifier
             yield
 
-    app.cleanup_ctx.extend([store_ctx, microsoft_ctx, engine_ctx])
-    add_bot_routes(
-        app, create_adapter(settings), PhoneDeskBot(approvers=frozenset(settings.approvers))
-    )
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        store, notifier = app[STORE_KEY], app[NOTIFIER_KEY]
+        async with open_engine(settings, app[MICROSOFT_KEY], store, notifier) as service:
+            app[SERVICE_KEY] = service
+            app[BOT_KEY] = PhoneDeskBot(
+                settings=settings,
+                service=service,
+                store=store,
+                notifier=notifier,
+                messenger=messenger,
+            )
+            yield
+
+    app.cleanup_ctx.extend([store_ctx, microsoft_ctx, notifier_ctx, engine_ctx])
+    add_local_api(app, settings, SERVICE_KEY)
+    add_bot_routes(app, adapter)
     app.router.add_get("/healthz", healthz)
     if not settings.bot_auth_enabled:
         log.warning(

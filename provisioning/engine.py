@@ -10,22 +10,38 @@ clients belong to), because DBOS resumes recovered async workflows on the loop t
 running when it launched. DBOS is a process-wide singleton, so one engine runs per
 process at a time.
 
-Two processes that launch an engine on one system database must use different executor
-ids; otherwise each one's start-up recovery would resume the other's running workflows.
+One engine per SQLite system database, too: on launch DBOS resumes every unfinished
+workflow of its executor id, so a second process on the same file would run the first
+one's workflows a second time. ``open_engine`` therefore holds an exclusive ``flock`` on
+``<workflow database>.lock`` for the engine's lifetime, with the holder's pid and name
+written in it, and a second engine fails fast with ``EngineAlreadyRunning`` naming that
+process. The kernel drops the lock when its process dies, even by SIGKILL, so a crashed
+engine never leaves a stale lock behind. Other processes (the CLI's read-only commands)
+may still use the app database: the store settles concurrency in SQL.
+
+PostgreSQL is the scale-out path and takes no lock: replicas share one system database
+and must use distinct executor ids (``EngineOptions.executor_id``), so each one's start-up
+recovery resumes only its own workflows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
 import logging
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from dbos import DBOS, DBOSConfig
 from dbos._dbos import _get_or_create_dbos_registry
@@ -40,8 +56,11 @@ from provisioning.workflow import ProgressListener, ProvisioningEngine
 
 __all__ = [
     "EngineAlreadyRunning",
+    "EngineHolder",
+    "EngineLock",
     "EngineOptions",
     "TenantApis",
+    "engine_lock_path",
     "open_engine",
     "workflow_database_url",
 ]
@@ -74,10 +93,130 @@ class EngineOptions:
     """Default: a hash of the workflow code, so changed code does not replay old histories."""
     resume_open_requests: bool = True
     """Start the workflow of any open request that lacks one (e.g. a crash right after submit)."""
+    holder: str | None = None
+    """Who runs this engine, named to a second engine that is refused; default: the command line."""
+    dbos_log_level: str = "WARNING"
+    """DBOS logs through a handler of its own, bypassing the app's logging configuration."""
+
+
+@dataclass(frozen=True)
+class EngineHolder:
+    """The process holding an engine lock, as it wrote itself into the lock file."""
+
+    pid: int
+    name: str
+    since: datetime | None = None
+
+    def describe(self) -> str:
+        since = f", since {self.since:%Y-%m-%dT%H:%M:%SZ}" if self.since else ""
+        return f"process {self.pid} ({self.name}{since})"
 
 
 class EngineAlreadyRunning(RuntimeError):
-    """DBOS is a process-wide singleton; a second engine would silently share the first."""
+    """Another engine runs in this process, or on this workflow database in another one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        holder: EngineHolder | None = None,
+        lock_path: Path | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.lock_path = lock_path
+
+
+def _default_holder_name() -> str:
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return " ".join([program, *sys.argv[1:]])[:200]
+
+
+class EngineLock:
+    """An exclusive, advisory ``flock`` on a lock file, naming its holder inside the file.
+
+    ``flock`` rather than a pid file: the kernel releases it when the process ends however
+    it ends, so there is never a stale lock to clean up or a pid to second-guess.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, path: Path, holder: str) -> EngineLock:
+        """Take the lock at once or raise ``EngineAlreadyRunning`` naming who holds it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_holder(fd)
+            os.close(fd)
+            who = other.describe() if other else "another process"
+            raise EngineAlreadyRunning(
+                f"a PhoneDesk provisioning engine is already running on {path.with_suffix('')} "
+                f"in {who}",
+                holder=other,
+                lock_path=path,
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        lock = cls(path, fd)
+        record = {"pid": os.getpid(), "name": holder, "since": datetime.now(UTC).isoformat()}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            # Emptied while still held, so nobody reads a holder that has gone.
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> EngineHolder | None:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0))
+        since = record.get("since")
+        return EngineHolder(
+            pid=int(record["pid"]),
+            name=str(record["name"]),
+            since=datetime.fromisoformat(since).astimezone(UTC) if since else None,
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        # The holder is between taking the lock and writing its name.
+        return None
+
+
+def engine_lock_path(system_database_url: str) -> Path | None:
+    """The lock file guarding a SQLite workflow database; None for other databases."""
+    url = make_url(system_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = Path(url.database).resolve()
+    return database.with_name(database.name + ".lock")
 
 
 def workflow_database_url(settings: Settings) -> str:
@@ -121,6 +260,29 @@ async def open_engine(
     if _Guard.open:
         raise EngineAlreadyRunning("a provisioning engine is already open in this process")
     url = options.system_database_url or workflow_database_url(settings)
+    lock_path = engine_lock_path(url)
+    lock = (
+        None
+        if lock_path is None
+        else EngineLock.acquire(lock_path, options.holder or _default_holder_name())
+    )
+    try:
+        async with _launch(settings, microsoft, store, listener, options, url) as service:
+            yield service
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@asynccontextmanager
+async def _launch(
+    settings: Settings,
+    microsoft: TenantApis,
+    store: Store,
+    listener: ProgressListener | None,
+    options: EngineOptions,
+    url: str,
+) -> AsyncIterator[ProvisioningService]:
     system_db = make_url(url)
     if system_db.get_backend_name() == "sqlite" and system_db.database:
         _use_write_ahead_log(Path(system_db.database))
@@ -129,7 +291,7 @@ async def open_engine(
         "system_database_url": url,
         "executor_id": options.executor_id,
         "notification_listener_polling_interval_sec": options.notification_poll_s,
-        "log_level": "WARNING",
+        "log_level": options.dbos_log_level,
     }
     if options.application_version is not None:
         config["application_version"] = options.application_version
