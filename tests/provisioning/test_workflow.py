@@ -80,14 +80,20 @@ async def test_a_number_is_ordered_when_the_inventory_has_none_in_the_area(
     }
 
 
+async def _progress_shows(harness: Harness, request_id: str, status: RequestStatus) -> bool:
+    latest = await harness.service.progress(request_id)
+    return latest is not None and latest.request.status is status
+
+
 async def test_progress_is_published_as_a_workflow_event(harness: Harness) -> None:
     request = await harness.submit_approved("Contoso Events")
     await harness.wait(request.id, RequestStatus.COMPLETED)
 
-    latest = await harness.service.progress(request.id)
-
-    assert latest is not None
-    assert latest.request.status is RequestStatus.COMPLETED
+    # The event is published just after the store changes, so it may trail it briefly.
+    await harness.wait_until(
+        lambda: _progress_shows(harness, request.id, RequestStatus.COMPLETED),
+        "the completed state published as the workflow's progress event",
+    )
 
 
 async def test_out_of_stock_fails_acquisition_and_names_area_codes_in_stock(
@@ -452,9 +458,10 @@ async def test_release_unbinds_unlicenses_and_deletes_and_frees_the_number(
 
     assert outcome.ok, outcome.message
     assert (await harness.service.get(request.id)).status is RequestStatus.RELEASED
-    latest = await harness.service.progress(request.id)
-    assert latest is not None
-    assert latest.request.status is RequestStatus.RELEASED
+    await harness.wait_until(
+        lambda: _progress_shows(harness, request.id, RequestStatus.RELEASED),
+        "the released state published as the workflow's progress event",
+    )
     counters = await harness.counters()
     assert (counters["numbersBound"], counters["numbersUnbound"]) == (1, 1)
     assert (counters["licensesAssigned"], counters["licensesRemoved"]) == (1, 1)
