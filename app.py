@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
@@ -15,7 +16,14 @@ from bot.notifier import CardNotifier
 from bot.phonedesk_bot import PhoneDeskBot
 from bot.proactive import ProactiveMessenger
 from bot.routes import BOT_KEY, add_bot_routes
-from provisioning.engine import open_engine
+from provisioning.engine import (
+    EngineAlreadyRunning,
+    EngineLock,
+    engine_lock_path,
+    open_engine,
+    workflow_database_url,
+)
+from provisioning.errors import ProvisioningError
 from provisioning.local_api import add_local_api
 from provisioning.runtime import Microsoft365, connect_microsoft
 from provisioning.service import ProvisioningService
@@ -117,13 +125,36 @@ def main() -> None:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        # Both checked before anything starts, so a second `make run` says why in one line.
+        _check_engine_is_free(settings)
+        sock = socket.create_server((settings.host, settings.port))
+    except OSError as exc:
+        sys.stderr.write(
+            f"phonedesk: cannot listen on {settings.host}:{settings.port}: {exc.strerror}. "
+            "Is PhoneDesk already running? Set PHONEDESK_PORT to use another port.\n"
+        )
+        raise SystemExit(1) from None
+    except EngineAlreadyRunning as exc:
+        sys.stderr.write(f"phonedesk: {exc}\n")
+        raise SystemExit(1) from None
     log.info(
         "PhoneDesk %s listening on http://%s:%d/api/messages",
         _version(),
         settings.host,
         settings.port,
     )
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    try:
+        web.run_app(create_app(settings), sock=sock, print=None)
+    except (ConfigError, ProvisioningError, EngineAlreadyRunning) as exc:
+        sys.stderr.write(f"phonedesk: {exc}\n")
+        raise SystemExit(1) from None
+
+
+def _check_engine_is_free(settings: Settings) -> None:
+    lock_path = engine_lock_path(workflow_database_url(settings))
+    if lock_path is not None:
+        EngineLock.acquire(lock_path, "app.py (start-up check)").release()
 
 
 if __name__ == "__main__":

@@ -528,7 +528,9 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
             return _card_response(card)
         conversation = conversation_key(activity)
         if activity.reply_to_id:
-            # The clicked form or summary becomes the request's card, kept up to date.
+            # The clicked form or summary becomes the request's card, kept up to date. The
+            # invoke response only reaches the clicker; everyone else in the conversation
+            # gets the request card through this update (and their own view by refresh).
             await self._posts.track(request, conversation, activity.reply_to_id, shown=False)
         else:
             sent = await turn_context.send_activity(

@@ -104,9 +104,13 @@ class ProactiveMessenger:
         tenant: str | None,
         *,
         card: Mapping[str, Any],
-        text: str | None = None,
+        summary: str | None = None,
     ) -> tuple[dict[str, JsonValue], str]:
-        """Start a new thread in a Teams channel; returns the thread's reference and message id."""
+        """Start a new thread in a Teams channel; returns the thread's reference and message id.
+
+        The post is the card alone, with ``summary`` as its notification preview: an update
+        replaces the whole message, so text beside the card would vanish at the first one.
+        """
         channel_reference = reference_from_json(reference)
         channel_data: dict[str, Any] = {"channel": {"id": channel}}
         if tenant:
@@ -118,8 +122,7 @@ class ProactiveMessenger:
             tenant_id=tenant,
             activity=Activity(
                 type=ActivityTypes.message,
-                text=text,
-                text_format="markdown",
+                summary=summary,
                 attachments=[card_attachment(card)],
             ),
         )

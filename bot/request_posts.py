@@ -19,7 +19,6 @@ from bot.cards import CardView
 from bot.notifier import CardNotifier
 from bot.proactive import ProactiveMessenger
 from bot.views import render_request_card
-from dialogs import escape_markdown
 from provisioning.models import Request, utc_now
 from provisioning.store import Store
 
@@ -76,17 +75,14 @@ class RequestPosts:
             return False
         if channel.is_home_of(requested_in):
             return True
-        text = (
-            f"New request {request.id} from "
-            f"{escape_markdown(request.requester.display_name or 'a requester')}."
-        )
+        summary = f"New request {request.id} from {request.requester.display_name or 'a requester'}"
         try:
             thread, activity_id = await self._messenger.post_to_channel(
                 channel.reference,
                 channel.channel_id,
                 channel.tenant_id,
                 card=self.card(request),
-                text=text,
+                summary=summary,
             )
         except Exception:
             log.exception("%s: could not post it in the approvers' channel", request.id)

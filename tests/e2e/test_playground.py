@@ -87,12 +87,15 @@ def test_a_request_made_in_the_playground_is_approved_in_the_channel_and_provisi
     # 3. The request is posted for approval in the approvers' channel.
     ui.open_channel(APPROVALS_CHANNEL_NAME)
     post = ui.channel_posts.filter(has_text=request_id)
-    expect(post).to_contain_text(f"New request {request_id} from {REQUESTER.name}")
+    # The post is the request's card itself: its title, who asked, and that it waits.
+    expect(post.locator(".ac-adaptiveCard")).to_contain_text(f"Phone number request {request_id}")
+    expect(post).to_contain_text(REQUESTER.name)
+    expect(post).to_contain_text("Waiting for approval")
     posts_before = ui.channel_posts.count()
     ui.shot("approval-post")
 
     # 4. Abe approves it on that card.
-    thread, message_id = ui.posted_thread(f"New request {request_id}")
+    thread, message_id = ui.posted_thread(request_id)
     ui.mock_activity(
         card_action(
             ui.activity_template(APPROVALS_CHANNEL),
