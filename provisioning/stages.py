@@ -444,11 +444,17 @@ class Provisioner:
         request = await self._request(ctx.request_id)
         held = await self._claims(request.id)
         count, order = await self._latest_order(request.id)
+        if order is not None:
+            # A crash may have lost the answer to the order's creation, and its audit with it.
+            await self._audit_once(request.id, "order.placed", order=order.name, order_id=order.id)
         if held:
             number = held[0]
             if order is None or number not in _order_numbers(order):
                 await self._wait_in_inventory(ctx, number)
                 await self._save_result(request.id, telephone_number=number)
+                await self._audit_once(
+                    request.id, "number.claimed", number=number, source="inventory"
+                )
                 return f"{number} from the tenant's inventory"
             if order.status in _DEAD_ORDER:
                 await self._release_claims(request.id, _order_numbers(order))
@@ -583,14 +589,15 @@ class Provisioner:
             raise NeedsHuman(f"Number order {order.name} holds no numbers. Retry, or cancel.")
         held = set(await self._claims(request.id))
         number = next((n for n in numbers if n in held), numbers[0])
-        if number not in held:
-            if not await asyncio.to_thread(self._store.claim_number, number, request.id):
-                holder = await asyncio.to_thread(self._store.claimed_by, number)
-                raise NeedsHuman(
-                    f"{number}, reserved by order {order.name}, is already held by request "
-                    f"{holder} in PhoneDesk's store. Check both requests, then Retry or cancel."
-                )
-            await self._audit(request.id, "number.claimed", number=number, source=order.name)
+        if number not in held and not await asyncio.to_thread(
+            self._store.claim_number, number, request.id
+        ):
+            holder = await asyncio.to_thread(self._store.claimed_by, number)
+            raise NeedsHuman(
+                f"{number}, reserved by order {order.name}, is already held by request "
+                f"{holder} in PhoneDesk's store. Check both requests, then Retry or cancel."
+            )
+        await self._audit_once(request.id, "number.claimed", number=number, source=order.name)
         await self._save_result(request.id, order_id=order.id, telephone_number=number)
         return number
 
