@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint typecheck pytest simulator package playground e2e-deps clean
+.PHONY: run test lint typecheck pytest simulator package playground e2e-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ simulator: $(STAMP)
 # placeholder ids, so a fresh clone can check it; see docs/real-tenant.md.
 package: $(STAMP)
 	$(BIN)/python -m manifest.build --output appPackage.zip --placeholder-ids
+
+# Speed figures written down in BENCHMARKS.md; minutes, so not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m bench.provisioning
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
