@@ -646,6 +646,9 @@ class Provisioner:
         account_id = request.result.account_id
         if account_id is None:
             upn, account_id = await self._find_or_create_account(ctx, request, upn, app_id)
+        else:
+            # A crash may have come between recording the new account and auditing it.
+            await self._audit_once(request.id, "account.created", upn=upn, account_id=account_id)
         await self._wait_visible(ctx, account_id, upn)
         await self._wait_ready(ctx, account_id, upn, app_id)
         return upn
@@ -795,6 +798,11 @@ class Provisioner:
         user = await self._graph.get_user(account_id)
         if user.usage_location != request.country:
             await self._set_usage_location(ctx, account_id, upn, request.country)
+        else:
+            # Set by an earlier pass that a crash stopped before it could audit it.
+            await self._audit_once(
+                request.id, "usage_location.set", account_id=account_id, country=request.country
+            )
         skus = {
             sku.sku_part_number.upper(): sku for sku in await self._graph.list_subscribed_skus()
         }
@@ -854,7 +862,7 @@ class Provisioner:
                 if exc.code != CODE_ACCOUNT_NOT_READY:
                     raise
             await ctx.pause(f"{upn} is still being set up across Microsoft 365")
-        await self._audit(
+        await self._audit_once(
             ctx.request_id, "usage_location.set", account_id=account_id, country=country
         )
 

@@ -411,6 +411,7 @@ async def test_a_worker_killed_inside_every_stage_still_provisions_everything_ex
             "number.claimed",
             "account.create.requested",
             "account.created",
+            "usage_location.set",
             "license.assigned",
             "number.bound",
             "provisioning.completed",
