@@ -246,6 +246,7 @@ class StageContext:
         wakeup: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.request_id = request_id
         self.deadline = deadline
@@ -257,6 +258,7 @@ class StageContext:
         self._wakeup = wakeup
         self._clock = clock
         self._rng = rng or random.Random()
+        self._sleep = sleep
         self._attempt = 0
 
     def reset_backoff(self) -> None:
@@ -279,11 +281,28 @@ class StageContext:
         delay *= self._rng.uniform(1 - _JITTER, 1)
         delay = min(max(delay, at_least), remaining)
         logger.debug("%s: waiting %.2f s: %s", self.request_id, delay, reason)
+        await self._wait(delay, cancellable=cancellable)
+
+    async def wait_out_throttling(self, reason: str, retry_after: float | None) -> None:
+        """Wait as long as the API asked, without growing the backoff.
+
+        Throttling says the API is busy, not that the tenant is slow to act, so it must not
+        stretch the stage's next polls towards their maximum interval.
+        """
+        self.last_problem = reason
+        remaining = self.deadline - self._clock()
+        if remaining <= 0:
+            raise DeadlinePassed(reason)
+        delay = min(self._interval if retry_after is None else retry_after, remaining)
+        logger.debug("%s: throttled, waiting %.2f s: %s", self.request_id, delay, reason)
+        await self._wait(delay, cancellable=True)
+
+    async def _wait(self, delay: float, *, cancellable: bool) -> None:
         if cancellable and self._wakeup is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
         else:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         if cancellable:
             await self.check_cancelled()
 
@@ -379,7 +398,10 @@ class Provisioner:
                     raise
                 retry_after = exc.retry_after if isinstance(exc, ApiStatusError) else None
                 logger.info("%s: %s will try again: %s", ctx.request_id, label, _describe(exc))
-                await ctx.pause(f"{_describe(exc)}", at_least=retry_after or 0.0)
+                if isinstance(exc, Throttled):
+                    await ctx.wait_out_throttling(_describe(exc), retry_after)
+                else:
+                    await ctx.pause(_describe(exc), at_least=retry_after or 0.0)
 
     # -- store helpers --------------------------------------------------------------------
 

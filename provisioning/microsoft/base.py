@@ -34,8 +34,11 @@ from provisioning.microsoft.errors import (
     UnexpectedResponse,
     error_from_response,
 )
+from provisioning.microsoft.pacing import Pacer
 from provisioning.microsoft.retry import (
     RetryPolicy,
+    is_throttling,
+    parse_retry_after,
     retry_delay,
     should_retry,
     should_retry_transport_error,
@@ -89,8 +92,12 @@ class ApiClient:
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
-        """``sleep`` and ``clock`` are injectable so tests observe waits without waiting."""
+        """``sleep`` and ``clock`` are injectable so tests observe waits without waiting.
+
+        Each client paces its own API unless given a ``pacer``.
+        """
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._base = urlsplit(self._base_url)
@@ -100,6 +107,7 @@ class ApiClient:
         self._rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock
+        self.pacer = pacer or Pacer(clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={self._base_url!r}, scope={self._scope!r})"
@@ -128,43 +136,51 @@ class ApiClient:
             idempotent = method in IDEMPOTENT_METHODS
         url = self._url(path)
         client_request_id = str(uuid.uuid4())
-        attempt = 0
+        retry = _RetryState()
         while True:
-            attempt += 1
+            retry.attempt += 1
             try:
                 token = await self._tokens.get_token(self._scope)
             except (ApiConnectionError, ApiStatusError) as exc:
                 # Nothing reached the API yet, so the call's idempotency does not matter.
+                status = exc.status if isinstance(exc, ApiStatusError) else None
                 retry_after = exc.retry_after if isinstance(exc, ApiStatusError) else None
                 retryable = isinstance(exc, ApiConnectionError) or should_retry(
                     exc.status, exc.code, idempotent=True
                 )
-                if not self._may_retry(attempt, retryable, retry_after, method, path):
+                delay = self._next_delay(retry, retryable, status, retry_after, method, path)
+                if delay is None:
                     raise
                 await self._back_off(
-                    attempt, retry_after, method, path, f"token: {exc}", client_request_id, None
+                    retry, delay, method, path, f"token: {exc}", client_request_id, None
                 )
                 continue
 
             try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers={
-                        "Authorization": f"Bearer {token}",
-                        "client-request-id": client_request_id,
-                        "return-client-request-id": "true",
-                        "Accept": "application/json",
-                    },
-                )
+                async with self.pacer.turn() as turn:
+                    response = await self._http.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers={
+                            "Authorization": f"Bearer {token}",
+                            "client-request-id": client_request_id,
+                            "return-client-request-id": "true",
+                            "Accept": "application/json",
+                        },
+                    )
+                    if is_throttling(response.status_code):
+                        turn.throttled(parse_retry_after(response.headers))
+                    elif not response.is_success:
+                        turn.failed()
             except httpx.RequestError as exc:
                 retryable = should_retry_transport_error(exc, idempotent=idempotent)
-                if not self._may_retry(attempt, retryable, None, method, path):
+                delay = self._next_delay(retry, retryable, None, None, method, path)
+                if delay is None:
                     raise _transport_error(exc, method, url) from exc
                 await self._back_off(
-                    attempt, None, method, path, type(exc).__name__, client_request_id, None
+                    retry, delay, method, path, type(exc).__name__, client_request_id, None
                 )
                 continue
 
@@ -180,11 +196,14 @@ class ApiClient:
 
             error = error_from_response(response)
             retryable = should_retry(error.status, error.code, idempotent=idempotent)
-            if not self._may_retry(attempt, retryable, error.retry_after, method, path):
+            delay = self._next_delay(
+                retry, retryable, error.status, error.retry_after, method, path
+            )
+            if delay is None:
                 raise error
             await self._back_off(
-                attempt,
-                error.retry_after,
+                retry,
+                delay,
                 method,
                 path,
                 f"HTTP {error.status} {error.code}",
@@ -251,14 +270,18 @@ class ApiClient:
             raise UnexpectedResponse(f"refusing to follow a link outside {self._base_url}: {path}")
         return path
 
-    def _may_retry(
-        self, attempt: int, retryable: bool, retry_after: float | None, method: str, path: str
-    ) -> bool:
+    def _next_delay(
+        self,
+        retry: _RetryState,
+        retryable: bool,
+        status: int | None,
+        retry_after: float | None,
+        method: str,
+        path: str,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
         if not retryable:
-            return False
-        if attempt >= self._policy.max_attempts:
-            logger.warning("giving up on %s %s after %d attempts", method, path, attempt)
-            return False
+            return None
         if retry_after is not None and retry_after > self._policy.max_retry_after:
             logger.warning(
                 "not retrying %s %s: Retry-After %.1f s exceeds the %.1f s limit",
@@ -267,33 +290,61 @@ class ApiClient:
                 retry_after,
                 self._policy.max_retry_after,
             )
-            return False
-        return True
+            return None
+        if status is not None and is_throttling(status):
+            retry.throttled += 1
+            delay = retry_delay(retry.throttled, retry_after, self._policy, self._rng)
+            now = self.clock()
+            if retry.throttled_since is None:
+                retry.throttled_since = now
+            waited = now - retry.throttled_since
+            if waited + delay > self._policy.max_throttle_wait_s:
+                logger.warning(
+                    "giving up on %s %s: still throttled after %.1f s", method, path, waited
+                )
+                return None
+            return delay
+        retry.failures += 1
+        if retry.failures >= self._policy.max_attempts:
+            logger.warning("giving up on %s %s after %d attempts", method, path, retry.attempt)
+            return None
+        return retry_delay(retry.failures, retry_after, self._policy, self._rng)
 
     async def _back_off(
         self,
-        attempt: int,
-        retry_after: float | None,
+        retry: _RetryState,
+        delay: float,
         method: str,
         path: str,
         reason: str,
         client_request_id: str,
         request_id: str | None,
     ) -> None:
-        delay = retry_delay(attempt, retry_after, self._policy, self._rng)
         logger.warning(
-            "retrying %s %s in %.2f s after %s (attempt %d of %d, client-request-id %s, "
-            "request-id %s)",
+            "retrying %s %s in %.2f s after %s (attempt %d, client-request-id %s, request-id %s)",
             method,
             path,
             delay,
             reason,
-            attempt,
-            self._policy.max_attempts,
+            retry.attempt,
             client_request_id,
             request_id or "-",
         )
         await self.sleep(delay)
+
+
+class _RetryState:
+    """Where one logical call stands in its retries."""
+
+    __slots__ = ("attempt", "failures", "throttled", "throttled_since")
+
+    def __init__(self) -> None:
+        self.attempt = 0
+        # Each kind of trouble backs off from its own start: a 500 after forty 429s is
+        # still the first failure.
+        self.failures = 0
+        self.throttled = 0
+        self.throttled_since: float | None = None
 
 
 def _transport_error(exc: httpx.RequestError, method: str, url: str) -> ApiConnectionError:

@@ -15,6 +15,7 @@ from provisioning.microsoft.errors import CODE_CONCURRENCY_VIOLATION, parse_retr
 
 __all__ = [
     "RetryPolicy",
+    "is_throttling",
     "parse_retry_after",
     "retry_delay",
     "should_retry",
@@ -24,6 +25,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ALWAYS_RETRIED = frozenset({408, 429, 503})
+# The service refused to do the work for now: it says when to come back, and nothing was done.
+_THROTTLING = frozenset({429, 503})
 _RETRIED_WHEN_IDEMPOTENT = frozenset({500, 502, 504})
 
 # The request never reached the server, so repeating it cannot apply anything twice.
@@ -38,11 +41,26 @@ _MAYBE_APPLIED = (
 
 
 class RetryPolicy(BaseModel):
-    """How hard ``ApiClient`` retries one call before raising."""
+    """How hard ``ApiClient`` retries one call before raising.
+
+    Throttling (429, 503) is retried by time, not by count: under a rate limit shared by
+    many callers a call may be turned away many times in a second, and each answer only
+    says "come back at this moment". Every other retryable failure counts against
+    ``max_attempts``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_attempts: int = Field(default=6, ge=1, description="attempts in total, the first included")
+    max_attempts: int = Field(
+        default=6,
+        ge=1,
+        description="attempts in total, the first included, not counting throttled ones",
+    )
+    max_throttle_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a throttled call is repeated until this long after its first 429/503",
+    )
     base_delay: float = Field(default=0.5, ge=0, description="seconds before the first retry")
     max_delay: float = Field(default=30.0, ge=0, description="cap of the exponential backoff")
     jitter: float = Field(default=0.25, ge=0, le=1, description="fraction of random spread")
@@ -59,6 +77,11 @@ class RetryPolicy(BaseModel):
                 f"max_delay ({self.max_delay}) must not be below base_delay ({self.base_delay})"
             )
         return self
+
+
+def is_throttling(status: int) -> bool:
+    """Whether ``status`` is the service turning a call away for now (429, 503)."""
+    return status in _THROTTLING
 
 
 def should_retry(status: int, code: str | None, *, idempotent: bool) -> bool:

@@ -72,16 +72,61 @@ async def test_retry_after_is_honoured() -> None:
     assert delay >= 2.0
 
 
-async def test_throttling_gives_up_after_max_attempts() -> None:
+async def test_throttling_is_retried_until_the_throttle_budget_is_spent() -> None:
     time = FakeTime()
     script = Script(graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "0.25"}))
-    api = make_api(script, time=time, policy=RetryPolicy(max_attempts=4))
+    policy = RetryPolicy(max_attempts=2, max_throttle_wait_s=3.0)
+    api = make_api(script, time=time, policy=policy)
     with pytest.raises(Throttled) as caught:
         await api.get_json("/users/1")
     assert caught.value.retry_after == 0.25
-    assert len(script.requests) == 4
-    assert len(time.sleeps) == 3
+    # Far more attempts than max_attempts: each 429 said "not now", not "this failed".
+    assert len(script.requests) > 2 * policy.max_attempts
+    assert len(time.sleeps) == len(script.requests) - 1
     assert all(delay >= 0.25 for delay in time.sleeps)
+    assert sum(time.sleeps) <= 3.0
+    # It stops only when one more Retry-After would go past the budget.
+    assert sum(time.sleeps) > 3.0 - 0.25 * (1 + policy.jitter)
+
+
+async def test_a_long_throttled_spell_ends_in_success_when_the_service_lets_it_through() -> None:
+    time = FakeTime()
+    throttled = graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "0.05"})
+    script = Script(*[throttled] * 40, OK)
+    api = make_api(script, time=time, policy=RetryPolicy(max_attempts=3))
+    assert await api.get_json("/users/1") == {"ok": True}
+    assert len(script.requests) == 41
+
+
+async def test_throttling_does_not_use_up_the_attempts_left_for_other_failures() -> None:
+    throttled = graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "0.1"})
+    server_error = graph_error(500, "InternalServerError")
+    script = Script(throttled, throttled, throttled, server_error, OK)
+    api = make_api(script, policy=RetryPolicy(max_attempts=2))
+    assert await api.get_json("/users/1") == {"ok": True}
+
+    script = Script(server_error, throttled, server_error, OK)
+    with pytest.raises(ServerError):
+        await make_api(script, policy=RetryPolicy(max_attempts=2)).get_json("/users/1")
+    assert len(script.requests) == 3
+
+
+async def test_a_failure_after_throttling_backs_off_as_a_first_failure() -> None:
+    time = FakeTime()
+    throttled = graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "0.1"})
+    script = Script(*[throttled] * 10, graph_error(500, "InternalServerError"), OK)
+    policy = RetryPolicy(base_delay=1.0, jitter=0.0)
+    assert await make_api(script, time=time, policy=policy).get_json("/users/1") == {"ok": True}
+    assert time.sleeps == [0.1] * 10 + [1.0]
+
+
+async def test_a_service_unavailable_without_retry_after_backs_off_within_the_budget() -> None:
+    time = FakeTime()
+    script = Script(graph_error(503, "ServiceUnavailable"))
+    policy = RetryPolicy(base_delay=1.0, jitter=0.0, max_throttle_wait_s=15.0)
+    with pytest.raises(ServerError):
+        await make_api(script, time=time, policy=policy).get_json("/users/1")
+    assert time.sleeps == [1.0, 2.0, 4.0, 8.0]
 
 
 async def test_retry_after_beyond_the_limit_is_raised_at_once() -> None:
@@ -129,9 +174,12 @@ async def test_get_is_retried_on_read_timeout() -> None:
 
 
 async def test_post_is_retried_on_throttling() -> None:
-    script = Script(graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "1"}), OK)
-    await make_api(script).post_json("/users", {"displayName": "x"})
-    assert len(script.requests) == 2
+    throttled = graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "1"})
+    script = Script(*[throttled] * 10, OK)
+    await make_api(script, policy=RetryPolicy(max_attempts=2)).post_json(
+        "/users", {"displayName": "x"}
+    )
+    assert len(script.requests) == 11
 
 
 async def test_post_is_retried_on_concurrency_violation_but_not_object_conflict() -> None:
@@ -160,7 +208,7 @@ async def test_connect_error_is_retried_then_raised_with_its_cause() -> None:
 
 async def test_backoff_grows_between_attempts() -> None:
     time = FakeTime()
-    script = Script(graph_error(503, "ServiceUnavailable"))
+    script = Script(graph_error(502, "BadGateway"))
     policy = RetryPolicy(max_attempts=5, base_delay=1.0, jitter=0.0)
     with pytest.raises(ServerError):
         await make_api(script, time=time, policy=policy).get_json("/users/1")

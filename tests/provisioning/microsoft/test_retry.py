@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from provisioning.microsoft.errors import CODE_CONCURRENCY_VIOLATION, CODE_OBJECT_CONFLICT
 from provisioning.microsoft.retry import (
     RetryPolicy,
+    is_throttling,
     parse_retry_after,
     retry_delay,
     should_retry,
@@ -150,3 +151,10 @@ def test_policy_rejects_a_cap_below_the_base_delay() -> None:
 def test_policy_rejects_zero_attempts() -> None:
     with pytest.raises(ValidationError):
         RetryPolicy(max_attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("status", "throttling"), [(429, True), (503, True), (408, False), (500, False)]
+)
+def test_only_429_and_503_count_as_throttling(status: int, throttling: bool) -> None:
+    assert is_throttling(status) is throttling
