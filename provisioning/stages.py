@@ -426,7 +426,7 @@ class Provisioner:
 
         return await asyncio.to_thread(save)
 
-    async def _audit(
+    async def audit(
         self,
         request_id: str,
         action: str,
@@ -434,6 +434,7 @@ class Provisioner:
         /,
         **details: JsonValue,
     ) -> None:
+        """Append to the audit log as the workflow; the stages and the workflow both use it."""
         await asyncio.to_thread(
             lambda: self._store.append_audit(
                 actor=WORKFLOW_ACTOR,
@@ -455,7 +456,7 @@ class Provisioner:
     async def _audit_once(self, request_id: str, action: str, **details: JsonValue) -> None:
         """Audit an effect a crashed earlier pass may have caused without recording it."""
         if not await self._has_audit(request_id, action, **details):
-            await self._audit(request_id, action, **details)
+            await self.audit(request_id, action, **details)
 
     async def _claims(self, request_id: str) -> list[str]:
         return sorted(await asyncio.to_thread(self._store.list_claims, request_id))
@@ -519,7 +520,7 @@ class Provisioner:
                 continue
             if await asyncio.to_thread(self._store.claim_number, number, request.id):
                 await self._save_result(request.id, telephone_number=number)
-                await self._audit(request.id, "number.claimed", number=number, source="inventory")
+                await self.audit(request.id, "number.claimed", number=number, source="inventory")
                 return number
         return None
 
@@ -550,7 +551,7 @@ class Provisioner:
                 return f"{number}, newly ordered ({order.name})"
             elif order.status in (SearchOrderStatus.EXPIRED, SearchOrderStatus.CANCELLED):
                 await self._release_claims(request.id, _order_numbers(order))
-                await self._audit(
+                await self.audit(
                     request.id,
                     "order.lost",
                     AuditResult.FAILED,
@@ -567,7 +568,7 @@ class Provisioner:
                 continue
             else:
                 await self._release_claims(request.id, _order_numbers(order))
-                await self._audit(
+                await self.audit(
                     request.id,
                     "order.failed",
                     AuditResult.FAILED,
@@ -601,7 +602,7 @@ class Provisioner:
                 retryable=False,
             ) from exc
         await self._save_result(request.id, order_id=order_id)
-        await self._audit(request.id, "order.placed", order=name, order_id=order_id)
+        await self.audit(request.id, "order.placed", order=name, order_id=order_id)
         return await self._teams.get_search_order(order_id)
 
     async def _claim_ordered_number(self, request: Request, order: SearchOrder) -> str:
@@ -626,7 +627,7 @@ class Provisioner:
     async def _release_claims(self, request_id: str, numbers: list[str]) -> None:
         for number in numbers:
             if await asyncio.to_thread(self._store.release_claim, number, request_id):
-                await self._audit(request_id, "number.released", number=number)
+                await self.audit(request_id, "number.released", number=number)
 
     async def _wait_in_inventory(self, ctx: StageContext, number: str) -> NumberAssignment:
         while True:
@@ -746,7 +747,7 @@ class Provisioner:
                 continue
             asked_before = await self._asked_to_create(request.id, upn)
             if not asked_before:
-                await self._audit(
+                await self.audit(
                     request.id, "account.create.requested", upn=upn, application_id=app_id
                 )
             try:
@@ -763,13 +764,13 @@ class Provisioner:
                 upn = await self._another_upn_or_fail(request, upn)
                 continue
             await self._save_result(request.id, upn=upn, account_id=created.object_id)
-            await self._audit(request.id, "account.created", upn=upn, account_id=created.object_id)
+            await self.audit(request.id, "account.created", upn=upn, account_id=created.object_id)
             return upn, created.object_id
 
     async def _another_upn_or_fail(self, request: Request, upn: str) -> str:
         if await self._held_by_other_request(request.id, upn):
             return await self._choose_upn(request, also_taken=frozenset({upn}))
-        await self._audit(request.id, "account.create.refused", AuditResult.REFUSED, upn=upn)
+        await self.audit(request.id, "account.create.refused", AuditResult.REFUSED, upn=upn)
         alternative = await self._free_alternative(request.id, upn)
         hint = f" ({alternative} is free)" if alternative else ""
         raise NeedsHuman(
@@ -861,11 +862,11 @@ class Provisioner:
             await self._save_result(
                 request.id, sku_id=sku.sku_id, sku_part_number=sku.sku_part_number
             )
-            await self._audit(
+            await self.audit(
                 request.id, "license.assigned", sku=sku.sku_part_number, account_id=account_id
             )
             return sku.sku_part_number
-        await self._audit(request.id, "license.unavailable", AuditResult.FAILED, tried=list(tried))
+        await self.audit(request.id, "license.unavailable", AuditResult.FAILED, tried=list(tried))
         raise NeedsHuman(
             f"No free license for {upn}: {'; '.join(tried)}. Add units (or free some) in the "
             "Microsoft 365 admin center, then Retry.",
@@ -922,7 +923,7 @@ class Provisioner:
                 assignment.number_type or InventoryNumberType.CALLING_PLAN,
             )
             await self._save_result(request.id, operation_id=operation_id)
-            await self._audit(
+            await self.audit(
                 request.id,
                 "number.assign.requested",
                 number=number,
@@ -935,7 +936,7 @@ class Provisioner:
             detail = (
                 operation.failure_detail or f"operation {operation_id} {operation.status.value}"
             )
-            await self._audit(
+            await self.audit(
                 request.id, "number.assign.failed", AuditResult.FAILED, number=number, detail=detail
             )
             # Mostly sync lag or a license not seen yet, which the service tells us to wait out.
@@ -991,11 +992,11 @@ class Provisioner:
                 order = await self._teams.find_search_order_by_name(order_name(request.id, attempt))
                 if order is not None and order.status in _LIVE_ORDER:
                     await self._teams.cancel_search_order(order.id)
-                    await self._audit(request.id, "order.cancelled", order=order.name)
+                    await self.audit(request.id, "order.cancelled", order=order.name)
                     undone.append(f"cancelled number order {order.name}")
         for claimed in claims:
             if await asyncio.to_thread(self._store.release_claim, claimed, request.id):
-                await self._audit(request.id, "number.released", number=claimed)
+                await self.audit(request.id, "number.released", number=claimed)
                 undone.append(f"released {claimed}")
         return "undone"
 
@@ -1029,11 +1030,11 @@ class Provisioner:
         operation = await self._wait_operation(ctx, operation_id)
         if operation.status is not OperationStatus.SUCCEEDED:
             detail = operation.failure_detail or operation.status.value
-            await self._audit(
+            await self.audit(
                 request_id, "number.unbind", AuditResult.FAILED, number=number, detail=detail
             )
             raise _NotYet(f"unassigning {number} failed: {detail}")
-        await self._audit(request_id, "number.unbound", number=number, account_id=account_id)
+        await self.audit(request_id, "number.unbound", number=number, account_id=account_id)
         undone.append(f"unassigned {number}")
 
     async def _remove_account(
@@ -1043,7 +1044,7 @@ class Provisioner:
         if user is not None:
             for assigned in user.assigned_licenses:
                 await self._graph.remove_license(account_id, assigned.sku_id)
-                await self._audit(
+                await self.audit(
                     request_id, "license.removed", sku_id=assigned.sku_id, account_id=account_id
                 )
                 undone.append(f"removed license {assigned.sku_id}")
@@ -1059,7 +1060,7 @@ class Provisioner:
             # Just after creation a delete can miss the account, like any read.
             await ctx.pause(f"account {account_id} is not found yet", cancellable=False)
         gone_already = misses >= _GONE_AFTER_POLLS
-        await self._audit(
+        await self.audit(
             request_id, "account.deleted", account_id=account_id, already_gone=gone_already
         )
         undone.append(f"deleted account {user.user_principal_name if user else account_id}")

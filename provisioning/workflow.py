@@ -319,7 +319,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
             RequestStatus.EXPIRED,
         )
         if expired is not None:
-            await self._audit(
+            await self._provisioner.audit(
                 request_id,
                 "request.expired",
                 timeout_s=self._settings.approval_timeout_s,
@@ -332,7 +332,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         )
         if started is None:
             return await self._snapshot_now(request_id)
-        await self._audit(request_id, "provisioning.started")
+        await self._provisioner.audit(request_id, "provisioning.started")
         return {"request": started.model_dump(mode="json")}
 
     @DBOS.step()
@@ -384,9 +384,9 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         if settled is None:
             return await self._snapshot_now(request_id)
         if reason is None:
-            await self._audit(request_id, "provisioning.completed")
+            await self._provisioner.audit(request_id, "provisioning.completed")
         else:
-            await self._audit(
+            await self._provisioner.audit(
                 request_id,
                 "provisioning.failed",
                 AuditResult.FAILED,
@@ -502,20 +502,3 @@ class ProvisioningEngine(DBOSConfiguredInstance):
 
     async def _load(self, request_id: str) -> Request:
         return await asyncio.to_thread(self._require, request_id)
-
-    async def _audit(
-        self,
-        request_id: str,
-        action: str,
-        result: AuditResult = AuditResult.OK,
-        **details: Any,
-    ) -> None:
-        await asyncio.to_thread(
-            lambda: self._store.append_audit(
-                actor=WORKFLOW_ACTOR,
-                action=action,
-                request_id=request_id,
-                result=result,
-                details=details,
-            )
-        )
