@@ -98,8 +98,6 @@ _REQUEST_VERBS: Final = frozenset(
     {VERB_APPROVE, VERB_REJECT, VERB_CANCEL, VERB_RETRY, VERB_REFRESH}
 )
 _MARKDOWN_ESCAPE: Final = re.compile(r"\\(.)")
-# UPNs of requests that hold (or will create) an account; enough for any real tenant.
-_UPN_SCAN_LIMIT: Final = 5000
 _NO_IDENTITY: Final = (
     "I can only help people signed in to Microsoft Teams with a work account, "
     "and I couldn't tell who you are."
@@ -382,13 +380,13 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
 
     async def _promised_upns(self) -> frozenset[str]:
         """UPNs that requests in flight or completed hold or will create."""
-        requests = await self._service.list(
-            status=[*OPEN_STATUSES, RequestStatus.COMPLETED], limit=_UPN_SCAN_LIMIT
+        requests = await asyncio.to_thread(
+            self._store.request_names, [*OPEN_STATUSES, RequestStatus.COMPLETED]
         )
         domain = self._settings.effective_upn_domain
         upns = set()
         for request in requests:
-            upn = request.result.upn
+            upn = request.upn
             if upn is None:
                 try:
                     upn = derive_upn(request.display_name, domain)

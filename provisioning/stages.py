@@ -93,7 +93,6 @@ _JITTER: Final = 0.2
 _MAX_ORDERS_PER_PASS: Final = 3
 # How many polls a "not found" may last before something is taken to be really gone.
 _GONE_AFTER_POLLS: Final = 8
-_ALL_REQUESTS: Final = 100_000
 _PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
 _LIVE_ORDER: Final = frozenset({SearchOrderStatus.PENDING, SearchOrderStatus.RESERVED})
 _DEAD_ORDER: Final = frozenset(
@@ -676,11 +675,12 @@ class Provisioner:
         await self._wait_ready(ctx, account_id, upn, app_id)
         return upn
 
+    async def _upns_of_others(self, request_id: str) -> set[str]:
+        others = await asyncio.to_thread(self._store.request_names, _HOLDS_UPN)
+        return {r.upn for r in others if r.request_id != request_id and r.upn}
+
     async def _choose_upn(self, request: Request, also_taken: frozenset[str] = frozenset()) -> str:
-        others = await asyncio.to_thread(
-            lambda: self._store.list_requests(status=_HOLDS_UPN, limit=_ALL_REQUESTS)
-        )
-        taken = {r.result.upn for r in others if r.id != request.id and r.result.upn} | also_taken
+        taken = await self._upns_of_others(request.id) | also_taken
         try:
             upn = derive_upn(request.display_name, self._settings.effective_upn_domain, taken=taken)
         except ValueError as exc:
@@ -693,12 +693,7 @@ class Provisioner:
         return upn
 
     async def _held_by_other_request(self, request_id: str, upn: str) -> bool:
-        others = await asyncio.to_thread(
-            lambda: self._store.list_requests(status=_HOLDS_UPN, limit=_ALL_REQUESTS)
-        )
-        return any(
-            r.id != request_id and (r.result.upn or "").lower() == upn.lower() for r in others
-        )
+        return upn.lower() in {u.lower() for u in await self._upns_of_others(request_id)}
 
     async def _asked_to_create(self, request_id: str, upn: str) -> bool:
         """Whether our latest word on ``upn`` is a create request rather than a refusal.

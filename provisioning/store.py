@@ -58,6 +58,7 @@ __all__ = [
     "CardActivity",
     "DialogStateRecord",
     "InvalidTransition",
+    "NamedRequest",
     "RequestNotFound",
     "SchemaVersionError",
     "Store",
@@ -92,6 +93,16 @@ class RequestNotFound(StoreError, LookupError):
 
 class InvalidTransition(StoreError, ValueError):
     """A caller asked for a status change the lifecycle does not allow: a programming error."""
+
+
+class NamedRequest(BaseModel):
+    """A request's display name and the UPN recorded for it so far, without the rest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    display_name: str
+    upn: str | None
 
 
 class CardActivity(BaseModel):
@@ -494,6 +505,27 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(query).mappings().all()
             return _load_requests(conn, rows)
+
+    def request_names(self, status: RequestStatus | Iterable[RequestStatus]) -> list[NamedRequest]:
+        """Every request in these statuses, with only what UPN choices need.
+
+        Reads two columns instead of whole requests with their stages: the chat asks this
+        on every dialog turn, and the workflow on every UPN it chooses.
+        """
+        statuses = [status] if isinstance(status, RequestStatus) else list(status)
+        query = sa.select(
+            requests_table.c.id, requests_table.c.display_name, requests_table.c.result
+        ).where(requests_table.c.status.in_([s.value for s in statuses]))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            NamedRequest(
+                request_id=row.id,
+                display_name=row.display_name,
+                upn=(row.result or {}).get("upn"),
+            )
+            for row in rows
+        ]
 
     def transition(
         self,

@@ -495,3 +495,26 @@ def test_schema_compiles_for_postgresql() -> None:
     ddl = [str(CreateTable(table).compile(dialect=dialect)) for table in metadata.sorted_tables]
     requests_ddl = next(statement for statement in ddl if "CREATE TABLE requests" in statement)
     assert "created_at TIMESTAMP WITH TIME ZONE NOT NULL" in requests_ddl
+
+
+def test_request_names_give_the_recorded_upn_of_requests_in_those_statuses(store: Store) -> None:
+    pending = submit(store)
+    approved = submit(store)
+    approve(store, approved.id)
+    store.update_request(
+        approved.id,
+        expected=RequestStatus.APPROVED,
+        result=approved.result.model_copy(
+            update={"upn": "contoso.support@contoso.onmicrosoft.com"}
+        ),
+    )
+
+    names = store.request_names([RequestStatus.PENDING_APPROVAL, RequestStatus.APPROVED])
+    only_approved = store.request_names(RequestStatus.APPROVED)
+
+    assert {(n.request_id, n.upn) for n in names} == {
+        (pending.id, None),
+        (approved.id, "contoso.support@contoso.onmicrosoft.com"),
+    }
+    assert [n.request_id for n in only_approved] == [approved.id]
+    assert only_approved[0].display_name == approved.display_name
