@@ -489,15 +489,30 @@ class Provisioner:
             order = None
         return await self._follow_order(ctx, request, count, order)
 
+    async def _orders_asked(self, request_id: str) -> int:
+        """How many orders this request has asked for, as its audit trail records them.
+
+        The request to order is recorded before the POST, so an order whose answer a crash
+        lost is still known; a request that never asked needs no lookup at all.
+        """
+        entries = await asyncio.to_thread(self._store.list_audit, request_id)
+        attempts = [
+            _order_attempt(entry.details.get("order"))
+            for entry in entries
+            if entry.action in ("order.requested", "order.placed")
+        ]
+        return max(attempts, default=0)
+
     async def _latest_order(self, request_id: str) -> tuple[int, SearchOrder | None]:
-        count = 0
-        latest: SearchOrder | None = None
-        while True:
-            found = await self._teams.find_search_order_by_name(order_name(request_id, count + 1))
-            if found is None:
-                return count, latest
-            count += 1
-            latest = found
+        """The newest order Microsoft has for this request, and its attempt number."""
+        count = await self._orders_asked(request_id)
+        while count > 0:
+            found = await self._teams.find_search_order_by_name(order_name(request_id, count))
+            if found is not None:
+                return count, found
+            # Asked for, but the POST never reached Microsoft: its name is free again.
+            count -= 1
+        return 0, None
 
     async def _claim_from_inventory(self, request: Request) -> str | None:
         if request.number_type.is_toll_free and request.area_code is None:
@@ -530,19 +545,27 @@ class Provisioner:
         while True:
             if order is None:
                 count += 1
-                order = await self._place_order(request, order_name(request.id, count))
+                name = order_name(request.id, count)
+                order_id = await self._place_order(request, name)
                 ctx.reset_backoff()
+                # A new order always starts by searching: look only after a first wait.
+                await ctx.pause(f"number order {name} is searching for numbers")
+                order = await self._teams.get_search_order(order_id)
+                continue
             if order.status is SearchOrderStatus.PENDING:
                 await ctx.pause(f"number order {order.name} is still searching for numbers")
             elif order.status is SearchOrderStatus.RESERVED:
-                await self._claim_ordered_number(request, order)
+                number = await self._claim_ordered_number(request, order)
                 try:
                     await self._teams.complete_search_order(order.id)
                 except BadRequest as exc:
                     # It expired or was cancelled just now; the next read says which.
                     logger.info("%s: completing %s failed: %s", request.id, order.name, exc)
                 else:
+                    # Completed: the number now shows in the inventory, which says enough.
                     await self._audit_once(request.id, "order.completed", order=order.name)
+                    await self._wait_in_inventory(ctx, number)
+                    return f"{number}, newly ordered ({order.name})"
             elif order.status is SearchOrderStatus.COMPLETED:
                 number = await self._claim_ordered_number(request, order)
                 await self._audit_once(request.id, "order.completed", order=order.name)
@@ -583,7 +606,8 @@ class Provisioner:
                 )
             order = await self._teams.get_search_order(order.id)
 
-    async def _place_order(self, request: Request, name: str) -> SearchOrder:
+    async def _place_order(self, request: Request, name: str) -> str:
+        await self.audit(request.id, "order.requested", order=name)
         try:
             order_id = await self._teams.create_search_order(
                 name=name,
@@ -602,7 +626,7 @@ class Provisioner:
             ) from exc
         await self._save_result(request.id, order_id=order_id)
         await self.audit(request.id, "order.placed", order=name, order_id=order_id)
-        return await self._teams.get_search_order(order_id)
+        return order_id
 
     async def _claim_ordered_number(self, request: Request, order: SearchOrder) -> str:
         """Claim before completing, so no other request takes it from the inventory."""
@@ -982,8 +1006,7 @@ class Provisioner:
             if not await self._has_audit(request.id, "account.deleted", account_id=account_id):
                 await self._remove_account(ctx, request.id, account_id, undone)
         if cancel_orders:
-            count, _ = await self._latest_order(request.id)
-            for attempt in range(1, count + 1):
+            for attempt in range(1, await self._orders_asked(request.id) + 1):
                 order = await self._teams.find_search_order_by_name(order_name(request.id, attempt))
                 if order is not None and order.status in _LIVE_ORDER:
                     await self._teams.cancel_search_order(order.id)
@@ -1059,6 +1082,14 @@ class Provisioner:
             request_id, "account.deleted", account_id=account_id, already_gone=gone_already
         )
         undone.append(f"deleted account {user.user_principal_name if user else account_id}")
+
+
+def _order_attempt(name: JsonValue) -> int:
+    """The attempt number at the end of an ``order_name``; 0 for anything else."""
+    if not isinstance(name, str):
+        return 0
+    _, _, attempt = name.rpartition("-")
+    return int(attempt) if attempt.isdigit() else 0
 
 
 def _order_numbers(order: SearchOrder) -> list[str]:
