@@ -695,8 +695,11 @@ class Provisioner:
         else:
             # A crash may have come between recording the new account and auditing it.
             await self._audit_once(request.id, "account.created", upn=upn, account_id=account_id)
-        await self._wait_visible(ctx, account_id, upn)
         await self._wait_ready(ctx, account_id, upn, app_id)
+        # Sync as soon as the account is associated, so that Teams picks it up while the
+        # license is assigned, instead of making stage 4 wait for it.
+        await self._teams.sync_application_instance(account_id)
+        await self._audit_once(request.id, "account.synced", account_id=account_id)
         return upn
 
     async def _upns_of_others(self, request_id: str) -> set[str]:
@@ -750,7 +753,12 @@ class Provisioner:
     ) -> tuple[str, str]:
         invisible = False
         while True:
-            instance = await self._teams.find_application_instance(upn)
+            asked_before = await self._asked_to_create(request.id, upn)
+            # Only an account we asked for before can already be ours; any other account
+            # under this name shows up as a conflict when we create ours.
+            instance = None
+            if asked_before or invisible:
+                instance = await self._teams.find_application_instance(upn)
             if instance is not None:
                 if await self._is_ours(request, upn, instance, app_id):
                     await self._save_result(request.id, upn=upn, account_id=instance.object_id)
@@ -764,7 +772,6 @@ class Provisioner:
             if invisible:
                 await ctx.pause(f"{upn} exists but is not visible yet (directory replication)")
                 continue
-            asked_before = await self._asked_to_create(request.id, upn)
             if not asked_before:
                 await self.audit(
                     request.id, "account.create.requested", upn=upn, application_id=app_id
@@ -807,25 +814,24 @@ class Provisioner:
                 return candidate
         return None
 
-    async def _wait_visible(self, ctx: StageContext, account_id: str, upn: str) -> None:
-        ctx.reset_backoff()
-        while True:
-            instance = await self._teams.find_application_instance(account_id)
-            if instance is not None and await self._graph.find_user(account_id) is not None:
-                return
-            await ctx.pause(f"{upn} is not visible yet (directory replication)")
-
     async def _wait_ready(self, ctx: StageContext, account_id: str, upn: str, app_id: str) -> None:
-        """Setting the ApplicationId succeeds only once the account has propagated."""
+        """Setting the ApplicationId succeeds only once the account has propagated.
+
+        Until then the call says "not ready", or "not found" while the new account has not
+        even replicated; both are waited out here, one call per look.
+        """
         ctx.reset_backoff()
         while True:
             try:
                 await self._teams.set_application_id(account_id, app_id)
                 return
+            except NotFound:
+                reason = f"{upn} is not visible yet (directory replication)"
             except BadRequest as exc:
                 if exc.code != CODE_ACCOUNT_NOT_READY:
                     raise
-            await ctx.pause(f"{upn} is still being set up across Microsoft 365")
+                reason = f"{upn} is still being set up across Microsoft 365"
+            await ctx.pause(reason)
 
     # -- stage 3: license -----------------------------------------------------------------
 
@@ -915,7 +921,12 @@ class Provisioner:
         account_id = _require(request.result.account_id, "account")
         number = _require(request.result.telephone_number, "telephone number")
         upn = request.result.upn or account_id
-        await self._associate_and_sync(ctx, account_id, upn, self._application_id(request))
+        app_id = self._application_id(request)
+        # Stage 2 associated and synced the account; look again only if that was not
+        # recorded, or once an assignment has failed (someone may have changed it since).
+        checked = not await self._has_audit(request.id, "account.synced", account_id=account_id)
+        if checked:
+            await self._associate_and_sync(ctx, account_id, upn, app_id)
         ctx.reset_backoff()
         while True:
             assignment = await self._graph.get_number_assignment(number)
@@ -960,6 +971,9 @@ class Provisioner:
             )
             # Mostly sync lag or a license not seen yet, which the service tells us to wait out.
             await ctx.pause(f"assignNumber failed: {detail}")
+            if not checked:
+                await self._associate_and_sync(ctx, account_id, upn, app_id)
+                checked = True
 
     async def _associate_and_sync(
         self, ctx: StageContext, account_id: str, upn: str, app_id: str

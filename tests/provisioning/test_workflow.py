@@ -172,6 +172,33 @@ async def test_no_license_units_fails_then_retry_after_adding_units_completes(
     assert ("assign_license", "failed") in stages
 
 
+async def test_an_association_changed_after_stage_2_is_restored_before_binding(
+    harness: Harness,
+) -> None:
+    # Stage 2 associates and syncs the account; stop at the license stage, then let an
+    # admin point the account at another bot, which undoes the sync in Teams.
+    await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
+    await harness.add_licenses("ENTERPRISEPREMIUM", -5)
+    request = await harness.submit_approved("Reassociated Line")
+    failed = await harness.wait(request.id, *COMPLETED_OR_FAILED)
+    assert failed.failure is not None
+    assert failed.failure.stage is Stage.ASSIGN_LICENSE
+    account_id = failed.result.account_id
+    assert account_id is not None
+    teams = harness.microsoft.teams_admin
+    ours = (await teams.get_application_instance(account_id)).application_id
+    await teams.set_application_id(account_id, "00000000-0000-4000-8000-0000000000aa")
+
+    await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", 1)
+    await harness.service.retry(request.id, APPROVER)
+    done = await harness.wait(request.id, *COMPLETED_OR_FAILED)
+
+    assert done.status is RequestStatus.COMPLETED, done.failure
+    assert (await teams.get_application_instance(account_id)).application_id == ours
+    assert (await harness.counters())["numbersBound"] == 1
+    assert "number.assign.failed" in await harness.actions(request.id)
+
+
 async def test_falls_back_to_e5_when_phone_resource_licenses_run_out(harness: Harness) -> None:
     await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
     request = await harness.submit_approved("Fallback Desk")
@@ -305,7 +332,7 @@ async def test_reservations_that_keep_expiring_end_in_a_failure_then_retry_order
         pytest.param({"rate_limit_rps": 8.0}, "throttled", id="rate-limit-429"),
         pytest.param({"consistency_window_s": 600.0}, None, id="eventual-consistency-404"),
         pytest.param(
-            {"fault_rate_timeout": 0.1, "timeout_stall_s": 1.0}, "faultsInjected", id="timeouts"
+            {"fault_rate_timeout": 0.2, "timeout_stall_s": 1.0}, "faultsInjected", id="timeouts"
         ),
     ],
 )
