@@ -6,7 +6,9 @@ provider differ.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from provisioning.microsoft.auth import (
 )
 from provisioning.microsoft.base import ApiClient
 from provisioning.microsoft.graph import GRAPH_SCOPE, GraphClient
+from provisioning.microsoft.pacing import Pacer
 from provisioning.microsoft.retry import RetryPolicy
 from provisioning.microsoft.teams_admin import TEAMS_ADMIN_SCOPE, TeamsAdminClient
 from provisioning.settings import ConfigError, Settings
@@ -105,6 +108,11 @@ async def connect_microsoft(settings: Settings) -> AsyncIterator[Microsoft365]:
                 scope=TEAMS_ADMIN_SCOPE,
                 tokens=tokens,
                 policy=policy,
+                # Oldest request first: the Teams admin API does most of stages 1 and 2, so
+                # early requests reach the license and binding (Graph) while later ones are
+                # still ordering. Graph stays first come, first served, so that a young
+                # request's number lookups never starve behind older requests' bindings.
+                pacer=Pacer(clock=time.monotonic, sleep=asyncio.sleep, by_priority=True),
             )
         )
         yield Microsoft365(

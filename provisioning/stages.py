@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Literal
 
@@ -52,6 +54,7 @@ from provisioning.microsoft.graph import (
     number_filter,
 )
 from provisioning.microsoft.graph import NumberType as InventoryNumberType
+from provisioning.microsoft.pacing import call_priority
 from provisioning.microsoft.teams_admin import (
     ApplicationInstance,
     SearchOrder,
@@ -74,6 +77,7 @@ from provisioning.store import RequestNotFound, Store
 __all__ = [
     "DeadlinePassed",
     "NeedsHuman",
+    "PropagationFloor",
     "Provisioner",
     "StageCancelled",
     "StageContext",
@@ -93,6 +97,8 @@ _JITTER: Final = 0.2
 _MAX_ORDERS_PER_PASS: Final = 3
 # How many polls a "not found" may last before something is taken to be really gone.
 _GONE_AFTER_POLLS: Final = 8
+# New accounts whose creation time is kept to learn how long propagation takes.
+_CREATED_KEPT: Final = 1000
 _PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
 _LIVE_ORDER: Final = frozenset({SearchOrderStatus.PENDING, SearchOrderStatus.RESERVED})
 _DEAD_ORDER: Final = frozenset(
@@ -211,6 +217,12 @@ class _NotYet(Exception):
     """A condition in the tenant that time resolves (e.g. a setting not applied yet)."""
 
 
+def _calls_ordered(ctx: StageContext) -> contextlib.AbstractContextManager[None]:
+    if ctx.priority is None:
+        return contextlib.nullcontext()
+    return call_priority(ctx.priority)
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, Throttled | ServerError | ApiConnectionError | NotFound | _NotYet):
         return True
@@ -243,11 +255,15 @@ class StageContext:
         poll_max_interval_s: float,
         is_cancelled: Callable[[], Awaitable[bool]] | None = None,
         wakeup: asyncio.Event | None = None,
+        priority: float | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``priority`` orders this run's calls against other requests' while an API
+        throttles (lower first; see ``call_priority``); None leaves them unordered."""
         self.request_id = request_id
+        self.priority = priority
         self.deadline = deadline
         self.budget_s = budget_s
         self.last_problem: str | None = None
@@ -288,13 +304,21 @@ class StageContext:
         Throttling says the API is busy, not that the tenant is slow to act, so it must not
         stretch the stage's next polls towards their maximum interval.
         """
+        await self.hold(reason, self._interval if retry_after is None else retry_after)
+
+    async def hold(self, reason: str, seconds: float) -> None:
+        """Wait ``seconds`` (up to the deadline) without growing the backoff."""
         self.last_problem = reason
         remaining = self.deadline - self._clock()
         if remaining <= 0:
             raise DeadlinePassed(reason)
-        delay = min(self._interval if retry_after is None else retry_after, remaining)
-        logger.debug("%s: throttled, waiting %.2f s: %s", self.request_id, delay, reason)
+        delay = min(seconds, remaining)
+        logger.debug("%s: waiting %.2f s: %s", self.request_id, delay, reason)
         await self._wait(delay, cancellable=True)
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self._interval
 
     async def _wait(self, delay: float, *, cancellable: bool) -> None:
         if cancellable and self._wakeup is not None:
@@ -304,6 +328,32 @@ class StageContext:
             await self._sleep(delay)
         if cancellable:
             await self.check_cancelled()
+
+
+class PropagationFloor:
+    """How soon new accounts have become ready in this tenant lately.
+
+    Propagation takes minutes (15 to 20 in Microsoft's words), and a look before then only
+    costs a call against a rate limit that bulk runs already press on. So the first look at
+    a new account comes when the quickest of the recent accounts was ready, shaded by
+    ``margin``, and polling with backoff only starts from there. What is learned is a
+    *first look*, never a fixed wait: an account that is slower is polled as before, and
+    one faster than all recent ones is at most that much late.
+    """
+
+    def __init__(self, *, keep: int = 20, margin: float = 0.9) -> None:
+        self._recent: deque[float] = deque(maxlen=keep)
+        self._margin = margin
+
+    def observed(self, seconds: float) -> None:
+        """An account created ``seconds`` ago was found ready just now."""
+        self._recent.append(seconds)
+
+    def first_look(self, at_least: float) -> float:
+        """Seconds after creation to look first; ``at_least`` until anything is known."""
+        if not self._recent:
+            return at_least
+        return max(at_least, min(self._recent) * self._margin)
 
 
 # --- the stages ----------------------------------------------------------------------------
@@ -318,11 +368,17 @@ class Provisioner:
         graph: GraphClient,
         teams_admin: TeamsAdminClient,
         store: Store,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._graph = graph
         self._teams = teams_admin
         self._store = store
+        self._monotonic = monotonic
+        self.propagation = PropagationFloor()
+        # When this process created an account, until it is ready: to learn from it.
+        self._created: dict[str, float] = {}
 
     # -- running -------------------------------------------------------------------------
 
@@ -335,7 +391,8 @@ class Provisioner:
             Stage.BIND_NUMBER: self.bind_number,
         }
         try:
-            detail = await self._until_settled(stage.label, ctx, bodies[stage])
+            with _calls_ordered(ctx):
+                detail = await self._until_settled(stage.label, ctx, bodies[stage])
         except StageCancelled:
             return StageOutcome(kind="cancelled")
         except NeedsHuman as exc:
@@ -372,7 +429,10 @@ class Provisioner:
         """Remove what the request created; keeps going through transient trouble."""
         undone: list[str] = []
         try:
-            await self._until_settled("Undo", ctx, lambda c: self.undo(c, undone, cancel_orders))
+            with _calls_ordered(ctx):
+                await self._until_settled(
+                    "Undo", ctx, lambda c: self.undo(c, undone, cancel_orders)
+                )
         except DeadlinePassed as exc:
             return UndoOutcome(undone=undone, problem=f"gave up waiting: {exc.last_problem}")
         except NeedsHuman as exc:
@@ -489,6 +549,39 @@ class Provisioner:
             order = None
         return await self._follow_order(ctx, request, count, order)
 
+    async def _start_account_early(self, request: Request) -> None:
+        """Create the resource account now, while the ordered number is searched for.
+
+        Propagation (15 to 20 minutes) is the long pole of a request: started here, it runs
+        while the number is searched for, instead of after. This is a head start and never
+        fails the number stage; whatever goes wrong is met again in stage 2, which looks
+        before it creates and tells a person what to do.
+        """
+        if request.result.account_id is not None:
+            return
+        upn = request.result.upn
+        if upn is not None and await self._asked_to_create(request.id, upn):
+            return  # Asked before, its answer lost: stage 2 finds it by name.
+        try:
+            upn = upn or await self._choose_upn(request)
+            app_id = self._application_id(request)
+            await self.audit(request.id, "account.create.requested", upn=upn, application_id=app_id)
+            # Ahead of other calls while the API throttles: nothing a request does waits
+            # longer than what this call starts.
+            with call_priority(-math.inf):
+                created = await self._teams.create_application_instance(
+                    upn=upn, display_name=request.display_name, application_id=app_id
+                )
+        except Conflict as exc:
+            if exc.code == CODE_OBJECT_CONFLICT and upn is not None:
+                # Someone else's account has the name: stage 2 must not take it for ours.
+                await self.audit(request.id, "account.create.refused", AuditResult.REFUSED, upn=upn)
+            return
+        except (NeedsHuman, MicrosoftApiError) as exc:
+            logger.info("%s: no early account (stage 2 will see to it): %s", request.id, exc)
+            return
+        await self._account_created(request.id, upn, created.object_id)
+
     async def _orders_asked(self, request_id: str) -> int:
         """How many orders this request has asked for, as its audit trail records them.
 
@@ -547,6 +640,8 @@ class Provisioner:
                 count += 1
                 name = order_name(request.id, count)
                 order_id = await self._place_order(request, name)
+                await ctx.check_cancelled()
+                await self._start_account_early(await self._request(request.id))
                 ctx.reset_backoff()
                 # A new order always starts by searching: look only after a first wait.
                 await ctx.pause(f"number order {name} is searching for numbers")
@@ -678,7 +773,14 @@ class Provisioner:
         ]
         if in_stock:
             message += f" Area codes in stock now: {', '.join(in_stock)}."
-        return message + " Retry when stock is back, or cancel and request another area code."
+        message += " Retry when stock is back, or cancel and request another area code."
+        current = await self._request(request.id)
+        if current.result.account_id is not None:
+            message += (
+                f" The resource account {current.result.upn}, created while the number was "
+                "searched for, is kept for the retry; cancelling removes it."
+            )
+        return message
 
     # -- stage 2: create the resource account -----------------------------------------------
 
@@ -789,9 +891,16 @@ class Provisioner:
                     continue
                 upn = await self._another_upn_or_fail(request, upn)
                 continue
-            await self._save_result(request.id, upn=upn, account_id=created.object_id)
-            await self.audit(request.id, "account.created", upn=upn, account_id=created.object_id)
+            await self._account_created(request.id, upn, created.object_id)
             return upn, created.object_id
+
+    async def _account_created(self, request_id: str, upn: str, account_id: str) -> None:
+        self._created[account_id] = self._monotonic()
+        while len(self._created) > _CREATED_KEPT:
+            # Accounts that never became ready here (cancelled, failed): forget them.
+            del self._created[next(iter(self._created))]
+        await self._save_result(request_id, upn=upn, account_id=account_id)
+        await self.audit(request_id, "account.created", upn=upn, account_id=account_id)
 
     async def _another_upn_or_fail(self, request: Request, upn: str) -> str:
         if await self._held_by_other_request(request.id, upn):
@@ -818,12 +927,22 @@ class Provisioner:
         """Setting the ApplicationId succeeds only once the account has propagated.
 
         Until then the call says "not ready", or "not found" while the new account has not
-        even replicated; both are waited out here, one call per look.
+        even replicated; both are waited out here, one call per look. An account created
+        here is first looked at when recent accounts were ready (see ``PropagationFloor``).
         """
         ctx.reset_backoff()
+        created = self._created.get(account_id)
+        if created is not None:
+            first_look = self.propagation.first_look(ctx.poll_interval_s)
+            waited = self._monotonic() - created
+            if waited < first_look:
+                await ctx.hold(f"{upn} is being set up across Microsoft 365", first_look - waited)
         while True:
             try:
                 await self._teams.set_application_id(account_id, app_id)
+                if created is not None:
+                    self.propagation.observed(self._monotonic() - created)
+                    self._created.pop(account_id, None)
                 return
             except NotFound:
                 reason = f"{upn} is not visible yet (directory replication)"

@@ -359,7 +359,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
 
     @DBOS.step()
     async def _run_stage(self, request_id: str, stage: str, deadline: float) -> dict[str, Any]:
-        ctx = self._context(
+        ctx = await self._context(
             request_id, deadline, self._stage_budget(Stage(stage)), cancellable=True
         )
         try:
@@ -398,7 +398,9 @@ class ProvisioningEngine(DBOSConfiguredInstance):
 
     @DBOS.step()
     async def _undo(self, request_id: str, deadline: float, cancel_orders: bool) -> dict[str, Any]:
-        ctx = self._context(request_id, deadline, self._settings.bind_deadline_s, cancellable=False)
+        ctx = await self._context(
+            request_id, deadline, self._settings.bind_deadline_s, cancellable=False
+        )
         outcome = await self._provisioner.run_undo(ctx, cancel_orders=cancel_orders)
         if outcome.problem is not None:
             logger.warning("%s: undo incomplete: %s", request_id, outcome.problem)
@@ -472,7 +474,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         except Exception:
             logger.exception("progress listener failed; provisioning goes on")
 
-    def _context(
+    async def _context(
         self, request_id: str, deadline: float, budget_s: float, *, cancellable: bool
     ) -> StageContext:
         wakeup = None
@@ -483,6 +485,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
             request = await asyncio.to_thread(self._store.get_request, request_id)
             return request is not None and request.status is RequestStatus.CANCELLED
 
+        request = await self._load(request_id)
         return StageContext(
             request_id,
             deadline=deadline,
@@ -491,6 +494,9 @@ class ProvisioningEngine(DBOSConfiguredInstance):
             poll_max_interval_s=self._settings.poll_max_interval_s,
             is_cancelled=is_cancelled if cancellable else None,
             wakeup=wakeup,
+            # Oldest request first when an API throttles: a bulk run then finishes its
+            # requests one after another instead of advancing all of them in lockstep.
+            priority=request.created_at.timestamp(),
             rng=self._rng,
         )
 

@@ -2,25 +2,48 @@
 
 While the API answers normally the pacer lets every call through. After a 429 or 503 it
 holds every caller until the moment the answer's ``Retry-After`` names, then lets them
-through first come, first served, a few at a time: the number allowed in flight is halved
-on throttling and grows by one per window of successes (additive increase, multiplicative
-decrease), until it is large enough to stop limiting. Without it, each of a hundred
-workflows would probe the API on its own, most answers would be 429s, and whoever happened
-to come back at the right moment would go first.
+through a few at a time: the number allowed in flight is halved on throttling and grows by
+one per window of successes (additive increase, multiplicative decrease), until it is
+large enough to stop limiting. Without it, each of a hundred workflows would probe the API
+on its own, most answers would be 429s, and whoever happened to come back at the right
+moment would go first.
+
+Waiting callers go in order of arrival, or, for a pacer made ``by_priority``, of their
+*priority* (lower first) and then of arrival. A caller states its priority with
+``call_priority``, which holds for everything awaited inside it: the workflow gives each
+request's calls the request's age, so that under throttling the oldest requests move on
+first instead of all of them advancing in lockstep. A call without a priority (a person
+waiting on a chat answer or the CLI) goes before all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
+import itertools
 import logging
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
-__all__ = ["Pacer", "Turn"]
+__all__ = ["Pacer", "Turn", "call_priority"]
 
 logger = logging.getLogger(__name__)
+
+_PRIORITY: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "phonedesk_call_priority", default=-math.inf
+)
+
+
+@contextmanager
+def call_priority(priority: float) -> Iterator[None]:
+    """Calls made inside wait their turn by ``priority``: lower goes first."""
+    token = _PRIORITY.set(priority)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
 
 
 class Turn:
@@ -55,19 +78,23 @@ class Pacer:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         max_window: int = 64,
+        by_priority: bool = False,
     ) -> None:
+        """``by_priority``: waiting callers go by their ``call_priority``, else by arrival."""
         if max_window < 1:
             raise ValueError(f"max_window must be at least 1, got {max_window}")
         self._clock = clock
         self._sleep = sleep
         self._max_window = max_window
+        self._by_priority = by_priority
         self._resume_at = -math.inf
         # None: no limit, the API has not throttled lately.
         self._window: float | None = None
         self._in_flight = 0
         self._epoch = 0
-        # One event per waiting caller, in order of arrival; the first is woken on change.
-        self._queue: deque[asyncio.Event] = deque()
+        # The waiting callers by (priority, arrival); the first is woken on change.
+        self._queue: list[tuple[float, int, asyncio.Event]] = []
+        self._arrivals = itertools.count()
 
     @property
     def window(self) -> float | None:
@@ -107,14 +134,16 @@ class Pacer:
         if not self._queue and self._may_start() and self._clock() >= self._resume_at:
             self._in_flight += 1
             return
-        wake = asyncio.Event()
-        self._queue.append(wake)
+        priority = _PRIORITY.get() if self._by_priority else -math.inf
+        entry = (priority, next(self._arrivals), asyncio.Event())
+        wake = entry[2]
+        heapq.heappush(self._queue, entry)
         try:
             while True:
-                if self._queue[0] is wake and self._may_start():
+                if self._queue[0] is entry and self._may_start():
                     wait = self._resume_at - self._clock()
                     if wait <= 0:
-                        self._queue.popleft()
+                        heapq.heappop(self._queue)
                         self._in_flight += 1
                         self._wake_first()
                         return
@@ -123,8 +152,9 @@ class Pacer:
                 wake.clear()
                 await wake.wait()
         except BaseException:
-            if wake in self._queue:
-                self._queue.remove(wake)
+            if entry in self._queue:
+                self._queue.remove(entry)
+                heapq.heapify(self._queue)
                 self._wake_first()
             raise
 
@@ -154,4 +184,4 @@ class Pacer:
 
     def _wake_first(self) -> None:
         if self._queue:
-            self._queue[0].set()
+            self._queue[0][2].set()

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import cast
 
 import pytest
 
-from provisioning.stages import DeadlinePassed, StageContext
+from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
+from provisioning.microsoft.graph import GraphClient
+from provisioning.microsoft.teams_admin import TeamsAdminClient
+from provisioning.stages import DeadlinePassed, PropagationFloor, Provisioner, StageContext
+from provisioning.store import Store
+from tests.provisioning.conftest import make_settings
 
 
 class Sleeps:
@@ -63,3 +70,92 @@ async def test_throttling_past_the_deadline_ends_the_wait() -> None:
     with pytest.raises(DeadlinePassed, match="429"):
         await context(sleeps, deadline=-1.0).wait_out_throttling("HTTP 429", 0.05)
     assert sleeps.delays == []
+
+
+# --- the first look at a new account ------------------------------------------------------
+
+
+def test_the_first_look_waits_for_the_quickest_recent_account_shaded_by_the_margin() -> None:
+    floor = PropagationFloor(keep=3, margin=0.9)
+    assert floor.first_look(at_least=2.0) == 2.0
+
+    for seconds in (1000.0, 950.0, 1100.0):
+        floor.observed(seconds)
+    assert floor.first_look(at_least=2.0) == pytest.approx(855.0)
+
+    # Only recent accounts count: the quick one has aged out after three more.
+    for seconds in (1200.0, 1150.0, 1300.0):
+        floor.observed(seconds)
+    assert floor.first_look(at_least=2.0) == pytest.approx(1035.0)
+    # And never sooner than the first poll would have been.
+    assert floor.first_look(at_least=2000.0) == 2000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SlowTeams:
+    """Setting the ApplicationId is refused until the account has propagated."""
+
+    def __init__(self, clock: Clock, ready_after: dict[str, float]) -> None:
+        self._clock = clock
+        self._ready_at = dict(ready_after)
+        self.looks: list[tuple[str, float]] = []
+
+    async def set_application_id(self, account_id: str, application_id: str) -> None:
+        self.looks.append((account_id, self._clock.now))
+        if self._clock.now < self._ready_at[account_id]:
+            raise BadRequest(400, CODE_ACCOUNT_NOT_READY, "We can't save changes to it.")
+
+
+async def wait_ready(
+    provisioner: Provisioner, clock: Clock, account_id: str, created_at: float
+) -> None:
+    provisioner._created[account_id] = created_at
+    ctx = StageContext(
+        "PD-TEST",
+        deadline=1e9,
+        budget_s=1e9,
+        poll_interval_s=2.0,
+        poll_max_interval_s=60.0,
+        clock=clock,
+        rng=random.Random(0),
+        sleep=clock.sleep,
+    )
+    await provisioner._wait_ready(ctx, account_id, f"{account_id}@contoso.test", "app")
+
+
+async def test_a_new_account_is_first_looked_at_when_earlier_ones_were_ready(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    teams = SlowTeams(clock, {"first": 900.0, "second": 1900.0})
+    provisioner = Provisioner(
+        make_settings(tmp_path),
+        cast(GraphClient, None),
+        cast(TeamsAdminClient, teams),
+        cast(Store, None),
+        monotonic=clock,
+    )
+
+    await wait_ready(provisioner, clock, "first", created_at=0.0)
+    first_looks = [at for account, at in teams.looks if account == "first"]
+    # Nothing known yet: polled with backoff from the first poll interval.
+    assert first_looks[0] == pytest.approx(2.0, abs=0.5)
+    assert len(first_looks) > 10
+
+    clock.now = 1000.0
+    await wait_ready(provisioner, clock, "second", created_at=1000.0)
+    second_looks = [at - 1000.0 for account, at in teams.looks if account == "second"]
+    # The first took about 900 s, so the second is not looked at before 90% of that.
+    assert second_looks[0] == pytest.approx(0.9 * (first_looks[-1]), abs=0.01)
+    assert second_looks[-1] >= 900.0
+    assert len(second_looks) < len(first_looks) / 2

@@ -398,6 +398,25 @@ async def test_cancel_while_pending_approval_creates_nothing(harness: Harness) -
     assert counters["ordersCreated"] == counters["accountsCreated"] == 0
 
 
+async def test_the_account_is_created_while_the_ordered_number_is_searched_for(
+    harness: Harness,
+) -> None:
+    # Propagation is the long wait of a request, so it starts before the number is in hand.
+    await harness.knobs(search_delay_s=SLOW, reservation_expiry_s=2 * SLOW)
+    request = await harness.submit_approved("Early Start", area_code="206")
+
+    await harness.wait_for_audit(request.id, "account.created")
+
+    current = await harness.service.get(request.id)
+    assert current.stage(Stage.ACQUIRE_NUMBER).status is StageStatus.RUNNING
+    assert current.stage(Stage.CREATE_ACCOUNT).status is StageStatus.WAITING
+    assert current.result.account_id is not None
+    assert current.result.telephone_number is None
+    assert (await harness.counters())["accountsCreated"] == 1
+    await harness.service.cancel(request.id, APPROVER)
+    await harness.wait_for_audit(request.id, "cancellation.compensated")
+
+
 async def test_cancel_during_acquisition_cancels_the_number_order(harness: Harness) -> None:
     await harness.knobs(search_delay_s=SLOW, reservation_expiry_s=2 * SLOW)
     request = await harness.submit_approved("Cancelled Order", area_code="206")
@@ -409,7 +428,9 @@ async def test_cancel_during_acquisition_cancels_the_number_order(harness: Harne
     assert outcome.ok
     counters = await harness.counters()
     assert (counters["ordersCreated"], counters["ordersCancelled"]) == (1, 1)
-    assert counters["ordersCompleted"] == counters["accountsCreated"] == 0
+    assert counters["ordersCompleted"] == 0
+    # An account created while the number was searched for is removed as well.
+    assert counters["accountsCreated"] == counters["accountsDeleted"]
     assert "order.cancelled" in await harness.actions(request.id)
     cancelled = await harness.service.get(request.id)
     assert cancelled.stage(Stage.ACQUIRE_NUMBER).status is StageStatus.CANCELLED
@@ -522,6 +543,9 @@ async def test_twenty_requests_for_ten_numbers_ten_complete_ten_run_out_of_stock
         assert request.failure is not None
         assert request.failure.stage is Stage.ACQUIRE_NUMBER
         assert request.failure.code == "OutOfStock"
+        # Its account was started while the number was searched for, and is kept for a retry.
+        assert f"The resource account {request.result.upn}" in request.failure.reason
+        assert "cancelling removes it" in request.failure.reason
     numbers = [r.result.telephone_number for r in completed]
     assert len(set(numbers)) == 10
     claims = await asyncio.to_thread(harness.store.list_claims)
@@ -529,7 +553,15 @@ async def test_twenty_requests_for_ten_numbers_ten_complete_ten_run_out_of_stock
     counters = await harness.counters()
     assert counters["numbersBound"] == 10
     assert counters["ordersCompleted"] == 10
-    assert counters["accountsCreated"] == 10
+    assert counters["accountsCreated"] == 20
+
+    for request in failed:
+        await harness.service.cancel(request.id, APPROVER)
+    for request in failed:
+        await harness.wait_for_audit(request.id, "cancellation.compensated")
+    counters = await harness.counters()
+    assert (counters["accountsCreated"], counters["accountsDeleted"]) == (20, 10)
+    assert counters["licensesAssigned"] == 10
 
 
 async def test_a_restarted_engine_resumes_a_request_at_the_stage_it_was_in(

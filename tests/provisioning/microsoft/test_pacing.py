@@ -6,13 +6,13 @@ import httpx
 import pytest
 
 from provisioning.microsoft.errors import CODE_TOO_MANY_REQUESTS, Throttled
-from provisioning.microsoft.pacing import Pacer
+from provisioning.microsoft.pacing import Pacer, call_priority
 from provisioning.microsoft.retry import RetryPolicy
 from tests.provisioning.microsoft.fakes import FakeTime, Script, graph_error, make_api
 
 
-def pacer(time: FakeTime, max_window: int = 64) -> Pacer:
-    return Pacer(clock=time.clock, sleep=time.sleep, max_window=max_window)
+def pacer(time: FakeTime, max_window: int = 64, *, by_priority: bool = False) -> Pacer:
+    return Pacer(clock=time.clock, sleep=time.sleep, max_window=max_window, by_priority=by_priority)
 
 
 async def throttle(pacer: Pacer, *retry_afters: float | None) -> None:
@@ -127,6 +127,49 @@ async def test_while_paced_callers_go_in_order_of_arrival_as_the_window_allows()
         assert started == list(range(len(started)))
     await asyncio.gather(*tasks)
     assert started == [0, 1, 2, 3]
+
+
+async def paced_order(subject: Pacer, priorities: list[float | None]) -> list[int]:
+    """The order in which callers with these priorities (None: none stated) get through,
+    all arriving while one call holds the only place in flight."""
+    await throttle(subject, 1.0)
+    started: list[int] = []
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with subject.turn():
+            await hold.wait()
+
+    async def call(n: int, priority: float | None) -> None:
+        if priority is None:
+            async with subject.turn():
+                started.append(n)
+            return
+        with call_priority(priority):
+            async with subject.turn():
+                started.append(n)
+
+    first = asyncio.create_task(holder())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    tasks = [asyncio.create_task(call(n, p)) for n, p in enumerate(priorities)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    hold.set()
+    await asyncio.gather(first, *tasks)
+    return started
+
+
+async def test_a_pacer_by_priority_lets_the_oldest_request_through_first() -> None:
+    # Priorities are request ages: 30 is older than 50. A call without one (a person
+    # waiting on an answer) goes first; equal priorities keep their order of arrival.
+    order = await paced_order(pacer(FakeTime(), by_priority=True), [50.0, 30.0, None, 30.0, 40.0])
+    assert order == [2, 1, 3, 4, 0]
+
+
+async def test_a_pacer_not_by_priority_ignores_priorities() -> None:
+    order = await paced_order(pacer(FakeTime()), [50.0, 30.0, None, 30.0, 40.0])
+    assert order == [0, 1, 2, 3, 4]
 
 
 async def test_a_caller_cancelled_while_waiting_does_not_hold_up_the_others() -> None:
