@@ -502,6 +502,7 @@ async def measure_bulk(
         log.warning("bulk run given up after %.0f s", deadline)
     finally:
         watch.cancel()
+    _log_stage_times(system.timeline, [r.id for r in submitted], started)
     settled = [r for r in submitted if system.timeline.is_settled(r.id)]
     unfinished = len(submitted) - len(settled)
     if unfinished:
@@ -526,6 +527,19 @@ async def measure_bulk(
         failed=[r for r in done if r.status is not RequestStatus.COMPLETED],
         unfinished=unfinished,
     )
+
+
+def _log_stage_times(timeline: Timeline, request_ids: list[str], started: float) -> None:
+    """When the requests entered and left each stage (first, every fifth, last): to see
+    whether they move through the stages one after another or all together."""
+    for stage in Stage:
+        for status in ("running", "done"):
+            key = f"{stage.value}:{status}"
+            marks = [timeline.marks.get(r, {}) for r in request_ids]
+            times = sorted(m[key] - started for m in marks if key in m)
+            if times:
+                picks = [times[min(len(times) - 1, len(times) * q // 10)] for q in range(0, 11, 2)]
+                log.warning("%-22s %s", key, " ".join(f"{t:5.1f}" for t in picks))
 
 
 async def _watch(system: System, request_ids: list[str], started: float) -> None:

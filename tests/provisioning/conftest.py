@@ -8,9 +8,10 @@ every progress update.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,8 @@ class RecordingListener:
 class Microsoft:
     graph: GraphClient
     teams_admin: TeamsAdminClient
+    calls: Counter[str] = field(default_factory=Counter)
+    """Requests sent to each API ("graph", "teams"), retries included."""
 
 
 @dataclass
@@ -194,7 +197,20 @@ async def _microsoft(
     stack: AsyncExitStack, settings: Settings, http_timeout_s: float
 ) -> AsyncIterator[tuple[RunningSimulator, Microsoft]]:
     simulator = await stack.enter_async_context(start_simulator(settings.simulator))
-    http = await stack.enter_async_context(httpx.AsyncClient(timeout=http_timeout_s))
+    calls: Counter[str] = Counter()
+
+    async def count(request: httpx.Request) -> None:
+        url = str(request.url)
+        for api, base in (
+            ("graph", simulator.graph_base_url),
+            ("teams", simulator.teams_base_url),
+        ):
+            if url.startswith(base):
+                calls[api] += 1
+
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(timeout=http_timeout_s, event_hooks={"request": [count]})
+    )
     tokens = SimulatorTokenProvider(
         http,
         token_url=simulator.token_url,
@@ -212,6 +228,7 @@ async def _microsoft(
         Microsoft(
             graph=GraphClient(api(simulator.graph_base_url, GRAPH_SCOPE)),
             teams_admin=TeamsAdminClient(api(simulator.teams_base_url, TEAMS_ADMIN_SCOPE)),
+            calls=calls,
         ),
     )
 

@@ -85,6 +85,36 @@ async def _progress_shows(harness: Harness, request_id: str, status: RequestStat
     return latest is not None and latest.request.status is status
 
 
+NO_TENANT_DELAYS = dict.fromkeys(
+    (
+        "propagation_min_s",
+        "propagation_max_s",
+        "consistency_window_s",
+        "search_delay_s",
+        "sync_delay_s",
+        "operation_delay_s",
+    ),
+    0.0,
+)
+
+
+async def test_an_ordered_number_costs_six_teams_admin_and_ten_graph_calls(
+    open_harness: OpenHarness,
+) -> None:
+    # Every call counts against the tenant's rate limits, which bulk runs press on. When
+    # the tenant never makes it wait, a request that orders its number makes only the
+    # calls it needs: Teams admin: order, read, complete, create account, set its
+    # ApplicationId, sync; Graph: inventory, number found, user, usage location, SKUs,
+    # license, number read, assign, operation, number read.
+    async with open_harness(simulator=NO_TENANT_DELAYS) as h:
+        request = await h.submit_approved("Frugal Line", area_code="206")
+        done = await h.wait(request.id, *COMPLETED_OR_FAILED)
+
+        assert done.status is RequestStatus.COMPLETED, done.failure
+        assert done.result.order_id is not None
+        assert dict(h.microsoft.calls) == {"teams": 6, "graph": 10}
+
+
 async def test_progress_is_published_as_a_workflow_event(harness: Harness) -> None:
     request = await harness.submit_approved("Contoso Events")
     await harness.wait(request.id, RequestStatus.COMPLETED)
