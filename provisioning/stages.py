@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections import deque
@@ -566,12 +565,9 @@ class Provisioner:
             upn = upn or await self._choose_upn(request)
             app_id = self._application_id(request)
             await self.audit(request.id, "account.create.requested", upn=upn, application_id=app_id)
-            # Ahead of other calls while the API throttles: nothing a request does waits
-            # longer than what this call starts.
-            with call_priority(-math.inf):
-                created = await self._teams.create_application_instance(
-                    upn=upn, display_name=request.display_name, application_id=app_id
-                )
+            created = await self._teams.create_application_instance(
+                upn=upn, display_name=request.display_name, application_id=app_id
+            )
         except Conflict as exc:
             if exc.code == CODE_OBJECT_CONFLICT and upn is not None:
                 # Someone else's account has the name: stage 2 must not take it for ours.
