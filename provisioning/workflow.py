@@ -477,15 +477,15 @@ class ProvisioningEngine(DBOSConfiguredInstance):
     async def _context(
         self, request_id: str, deadline: float, budget_s: float, *, cancellable: bool
     ) -> StageContext:
+        request = await self._load(request_id)
         wakeup = None
         if cancellable:
             wakeup = self._wakeups.setdefault(request_id, asyncio.Event())
 
         async def is_cancelled() -> bool:
-            request = await asyncio.to_thread(self._store.get_request, request_id)
-            return request is not None and request.status is RequestStatus.CANCELLED
+            current = await asyncio.to_thread(self._store.get_request, request_id)
+            return current is not None and current.status is RequestStatus.CANCELLED
 
-        request = await self._load(request_id)
         return StageContext(
             request_id,
             deadline=deadline,
