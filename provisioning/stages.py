@@ -548,13 +548,13 @@ class Provisioner:
             order = None
         return await self._follow_order(ctx, request, count, order)
 
-    async def _start_account_early(self, request: Request) -> None:
+    async def _start_account_early(self, ctx: StageContext, request: Request) -> None:
         """Create the resource account now, while the ordered number is searched for.
 
         Propagation (15 to 20 minutes) is the long pole of a request: started here, it runs
-        while the number is searched for, instead of after. This is a head start and never
-        fails the number stage; whatever goes wrong is met again in stage 2, which looks
-        before it creates and tells a person what to do.
+        while the number is searched for, instead of after. This is stage 2's own find or
+        create, as a head start that never fails the number stage: whatever goes wrong is
+        met again in stage 2, which then tells a person what to do.
         """
         if request.result.account_id is not None:
             return
@@ -563,20 +563,9 @@ class Provisioner:
             return  # Asked before, its answer lost: stage 2 finds it by name.
         try:
             upn = upn or await self._choose_upn(request)
-            app_id = self._application_id(request)
-            await self.audit(request.id, "account.create.requested", upn=upn, application_id=app_id)
-            created = await self._teams.create_application_instance(
-                upn=upn, display_name=request.display_name, application_id=app_id
-            )
-        except Conflict as exc:
-            if exc.code == CODE_OBJECT_CONFLICT and upn is not None:
-                # Someone else's account has the name: stage 2 must not take it for ours.
-                await self.audit(request.id, "account.create.refused", AuditResult.REFUSED, upn=upn)
-            return
+            await self._find_or_create_account(ctx, request, upn, self._application_id(request))
         except (NeedsHuman, MicrosoftApiError) as exc:
             logger.info("%s: no early account (stage 2 will see to it): %s", request.id, exc)
-            return
-        await self._account_created(request.id, upn, created.object_id)
 
     async def _orders_asked(self, request_id: str) -> int:
         """How many orders this request has asked for, as its audit trail records them.
@@ -637,7 +626,7 @@ class Provisioner:
                 name = order_name(request.id, count)
                 order_id = await self._place_order(request, name)
                 await ctx.check_cancelled()
-                await self._start_account_early(await self._request(request.id))
+                await self._start_account_early(ctx, await self._request(request.id))
                 ctx.reset_backoff()
                 # A new order always starts by searching: look only after a first wait.
                 await ctx.pause(f"number order {name} is searching for numbers")
