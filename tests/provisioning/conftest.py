@@ -121,6 +121,11 @@ class Harness:
         )
         response.raise_for_status()
 
+    async def use_up_licenses(self) -> None:
+        """Leave no free unit of either license PhoneDesk may assign."""
+        await self.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
+        await self.add_licenses("ENTERPRISEPREMIUM", -5)
+
     async def submit(
         self, display_name: str, *, area_code: str | None = "425", country: str = "US"
     ) -> Request:

@@ -171,8 +171,7 @@ async def test_out_of_stock_then_retry_after_restock_completes(harness: Harness)
 async def test_no_license_units_fails_then_retry_after_adding_units_completes(
     harness: Harness,
 ) -> None:
-    await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
-    await harness.add_licenses("ENTERPRISEPREMIUM", -5)
+    await harness.use_up_licenses()
     request = await harness.submit_approved("Licensing Desk")
 
     failed = await harness.wait(request.id, *COMPLETED_OR_FAILED)
@@ -210,8 +209,7 @@ async def test_an_association_changed_after_stage_2_is_restored_before_binding(
 ) -> None:
     # Stage 2 associates and syncs the account; stop at the license stage, then let an
     # admin point the account at another bot, which undoes the sync in Teams.
-    await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
-    await harness.add_licenses("ENTERPRISEPREMIUM", -5)
+    await harness.use_up_licenses()
     request = await harness.submit_approved("Reassociated Line")
     failed = await harness.wait(request.id, *COMPLETED_OR_FAILED)
     assert failed.failure is not None
@@ -490,8 +488,7 @@ async def test_cancel_while_the_account_propagates_deletes_it_and_releases_the_n
 
 
 async def test_cancel_after_a_license_failure_deletes_the_account(harness: Harness) -> None:
-    await harness.add_licenses("PHONESYSTEM_VIRTUALUSER", -10)
-    await harness.add_licenses("ENTERPRISEPREMIUM", -5)
+    await harness.use_up_licenses()
     request = await harness.submit_approved("No Licenses Left")
     await harness.wait(request.id, RequestStatus.FAILED)
 
