@@ -549,7 +549,7 @@ class Provisioner:
         return await self._follow_order(ctx, request, count, order)
 
     async def _start_account_early(self, ctx: StageContext, request: Request) -> None:
-        """Create the resource account now, while the ordered number is searched for.
+        """Create the resource account now, just before a number order is placed.
 
         Propagation (15 to 20 minutes) is the long pole of a request: started here, it runs
         while the number is searched for, instead of after. This is stage 2's own find or
@@ -624,9 +624,11 @@ class Provisioner:
             if order is None:
                 count += 1
                 name = order_name(request.id, count)
-                order_id = await self._place_order(request, name)
+                # The account first: an order's reservation lapses on its own clock, so
+                # nothing should stand between placing the order and following it.
                 await ctx.check_cancelled()
                 await self._start_account_early(ctx, await self._request(request.id))
+                order_id = await self._place_order(request, name)
                 ctx.reset_backoff()
                 # A new order always starts by searching: look only after a first wait.
                 await ctx.pause(f"number order {name} is searching for numbers")
