@@ -560,21 +560,28 @@ class Store:
             raise TypeError("use transition() to change a request's status")
         return self._compare_and_set(request_id, _status_set(expected), changes)
 
+    def merge_result(self, request_id: str, **fields: str | None) -> Request:
+        """Set some fields of a request's result, whatever its status, in one transaction.
+
+        Reading and writing in the same transaction means two writers of different fields
+        (a stage and the account it starts early) never undo each other's write.
+        """
+        updated = self._compare_and_set(
+            request_id,
+            frozenset(RequestStatus),
+            lambda current: {
+                "result": current.result.model_validate({**current.result.model_dump(), **fields})
+            },
+        )
+        assert updated is not None  # any status is expected
+        return updated
+
     def _compare_and_set(
         self,
         request_id: str,
         expected: frozenset[RequestStatus],
-        changes: Mapping[str, Any],
+        changes: Mapping[str, Any] | Callable[[Request], Mapping[str, Any]],
     ) -> Request | None:
-        unknown = set(changes) - set(Request.model_fields)
-        if unknown:
-            raise TypeError(f"Request has no field(s) {', '.join(sorted(unknown))}")
-        fixed = set(changes) & _IMMUTABLE_FIELDS
-        if fixed:
-            raise TypeError(f"cannot change {', '.join(sorted(fixed))} of a stored request")
-        if "stages" in changes:
-            raise TypeError("stages change through record_stage()")
-        expected_values = [s.value for s in expected]
         with self._write() as conn:
             row = (
                 conn.execute(
@@ -590,6 +597,9 @@ class Store:
             current = _load_requests(conn, [row])[0]
             if current.status not in expected:
                 return None
+            if callable(changes):
+                changes = changes(current)
+            self._check_changes(changes)
             updated = Request.model_validate(
                 {**dict(current), **changes, "updated_at": self._clock()}
             )
@@ -598,10 +608,21 @@ class Store:
             outcome = conn.execute(
                 sa.update(requests_table)
                 .where(requests_table.c.id == request_id)
-                .where(requests_table.c.status.in_(expected_values))
+                .where(requests_table.c.status.in_([s.value for s in expected]))
                 .values(values)
             )
             return updated if outcome.rowcount == 1 else None
+
+    @staticmethod
+    def _check_changes(changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - set(Request.model_fields)
+        if unknown:
+            raise TypeError(f"Request has no field(s) {', '.join(sorted(unknown))}")
+        fixed = set(changes) & _IMMUTABLE_FIELDS
+        if fixed:
+            raise TypeError(f"cannot change {', '.join(sorted(fixed))} of a stored request")
+        if "stages" in changes:
+            raise TypeError("stages change through record_stage()")
 
     # --- stages --------------------------------------------------------------------------
 

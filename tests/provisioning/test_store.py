@@ -264,6 +264,47 @@ def test_update_request_records_results_while_status_holds(store: Store) -> None
     assert stored.result == result
 
 
+def test_merge_result_sets_fields_in_any_status_and_keeps_the_others(store: Store) -> None:
+    request = submit(store)
+    store.merge_result(request.id, order_id="order-1")
+    reject(store, request.id)
+
+    merged = store.merge_result(request.id, telephone_number="+14255550100")
+
+    assert merged.status is S.REJECTED
+    assert merged.result == ProvisioningResult(telephone_number="+14255550100", order_id="order-1")
+    assert store.get_request(request.id) == merged
+
+
+def test_concurrent_merges_of_different_fields_lose_none(store: Store, second_store: Store) -> None:
+    """A stage and the account it starts early write the same request at the same time."""
+    request = submit(store)
+    fields = ["telephone_number", "order_id", "account_id", "upn", "sku_id", "operation_id"]
+    rounds = 5
+    barrier = threading.Barrier(len(fields))
+
+    def write(index: int, field: str) -> None:
+        target = store if index % 2 else second_store
+        for n in range(rounds):
+            barrier.wait()
+            value = f"+1425555{index}{n:03d}" if field == "telephone_number" else f"{field}-{n}"
+            target.merge_result(request.id, **{field: value})
+
+    threads = [threading.Thread(target=write, args=(i, f)) for i, f in enumerate(fields)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = store.get_request(request.id)
+    assert stored is not None
+    last = rounds - 1
+    assert stored.result.model_dump(exclude={"sku_part_number"}) == {
+        field: f"+1425555{i}{last:03d}" if field == "telephone_number" else f"{field}-{last}"
+        for i, field in enumerate(fields)
+    }
+
+
 # --- stages ------------------------------------------------------------------------------
 
 
