@@ -75,8 +75,8 @@ from provisioning.store import RequestNotFound, Store
 
 __all__ = [
     "DeadlinePassed",
+    "DelayFloor",
     "NeedsHuman",
-    "PropagationFloor",
     "Provisioner",
     "StageCancelled",
     "StageContext",
@@ -98,6 +98,7 @@ _MAX_ORDERS_PER_PASS: Final = 3
 _GONE_AFTER_POLLS: Final = 8
 # New accounts whose creation time is kept to learn how long propagation takes.
 _CREATED_KEPT: Final = 1000
+_CLOSE_ENOUGH: Final = 0.1
 _PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
 _LIVE_ORDER: Final = frozenset({SearchOrderStatus.PENDING, SearchOrderStatus.RESERVED})
 _DEAD_ORDER: Final = frozenset(
@@ -305,7 +306,7 @@ class StageContext:
         """
         await self.hold(reason, self._interval if retry_after is None else retry_after)
 
-    async def hold(self, reason: str, seconds: float) -> None:
+    async def hold(self, reason: str, seconds: float, *, cancellable: bool = True) -> None:
         """Wait ``seconds`` (up to the deadline) without growing the backoff."""
         self.last_problem = reason
         remaining = self.deadline - self._clock()
@@ -313,7 +314,7 @@ class StageContext:
             raise DeadlinePassed(reason)
         delay = min(seconds, remaining)
         logger.debug("%s: waiting %.2f s: %s", self.request_id, delay, reason)
-        await self._wait(delay, cancellable=True)
+        await self._wait(delay, cancellable=cancellable)
 
     @property
     def poll_interval_s(self) -> float:
@@ -329,30 +330,46 @@ class StageContext:
             await self.check_cancelled()
 
 
-class PropagationFloor:
-    """How soon new accounts have become ready in this tenant lately.
+class DelayFloor:
+    """How long something slow in the tenant has taken lately, to know when to look.
 
-    Propagation takes minutes (15 to 20 in Microsoft's words), and a look before then only
-    costs a call against a rate limit that bulk runs already press on. So the first look at
-    a new account comes when the quickest of the recent accounts was ready, shaded by
-    ``margin``, and polling with backoff only starts from there. What is learned is a
-    *first look*, never a fixed wait: an account that is slower is polled as before, and
-    one faster than all recent ones is at most that much late.
+    Propagation takes minutes (15 to 20 in Microsoft's words), a sync and a number
+    assignment less, and a look before they are done only costs a call against a rate
+    limit that bulk runs already press on. So the first look comes when the quickest of the
+    recent ones was seen done, shaded by ``margin``, and polling with backoff only starts
+    from there. What is learned is a *first look*, never a fixed wait: a slower one is
+    polled as before, and one faster than all recent ones is at most that much late.
+
+    A look that finds one done only says it took *at most* that long. Where looks that
+    came too early are reported as well (``too_early``), the first look goes halfway
+    between the latest "not yet" and the quickest "done" until the two are within a tenth,
+    so it closes in on the real duration instead of settling on whatever a first poll
+    interval happened to be.
     """
 
     def __init__(self, *, keep: int = 20, margin: float = 0.9) -> None:
-        self._recent: deque[float] = deque(maxlen=keep)
+        self._done: deque[float] = deque(maxlen=keep)
+        self._not_yet: deque[float] = deque(maxlen=keep)
         self._margin = margin
 
     def observed(self, seconds: float) -> None:
-        """An account created ``seconds`` ago was found ready just now."""
-        self._recent.append(seconds)
+        """One started ``seconds`` ago was found done just now."""
+        self._done.append(seconds)
+
+    def too_early(self, seconds: float) -> None:
+        """One started ``seconds`` ago was found not done yet."""
+        self._not_yet.append(seconds)
 
     def first_look(self, at_least: float) -> float:
-        """Seconds after creation to look first; ``at_least`` until anything is known."""
-        if not self._recent:
+        """Seconds after the start to look first; ``at_least`` until anything is known."""
+        if not self._done:
             return at_least
-        return max(at_least, min(self._recent) * self._margin)
+        look = min(self._done) * self._margin
+        not_yet = max(self._not_yet, default=look)
+        if not_yet < look * (1 - _CLOSE_ENOUGH):
+            # Halfway, until known to within a tenth; closer would fail every other look.
+            look = (not_yet + look) / 2
+        return max(at_least, look)
 
 
 # --- the stages ----------------------------------------------------------------------------
@@ -375,9 +392,17 @@ class Provisioner:
         self._teams = teams_admin
         self._store = store
         self._monotonic = monotonic
-        self.propagation = PropagationFloor()
-        # When this process created an account, until it is ready: to learn from it.
+        # Learned first looks. The propagation margin allows for accounts quicker than any
+        # seen lately. Sync and assignment are learned from the age at which a look found
+        # them done, which is never earlier than the first look itself, so a margin below
+        # one would only ever move the look earlier until it failed.
+        self.propagation = DelayFloor(margin=0.9)
+        self.sync = DelayFloor(margin=1.0)
+        self.assignment = DelayFloor(margin=1.0)
+        # When this process created an account (until it is ready) or synced one (until a
+        # number is bound to it): to learn from them.
         self._created: dict[str, float] = {}
+        self._synced: dict[str, float] = {}
 
     # -- running -------------------------------------------------------------------------
 
@@ -470,19 +495,8 @@ class Provisioner:
         return request
 
     async def _save_result(self, request_id: str, **fields: str | None) -> Request:
-        def save() -> Request:
-            current = self._store.get_request(request_id)
-            if current is None:
-                raise RequestNotFound(request_id)
-            result = current.result.model_validate({**current.result.model_dump(), **fields})
-            # Any status: an effect must be recorded even if a cancel came in meanwhile.
-            updated = self._store.update_request(
-                request_id, expected=set(RequestStatus), result=result
-            )
-            assert updated is not None
-            return updated
-
-        return await asyncio.to_thread(save)
+        # Any status: an effect must be recorded even if a cancel came in meanwhile.
+        return await asyncio.to_thread(lambda: self._store.merge_result(request_id, **fields))
 
     async def audit(
         self,
@@ -882,10 +896,7 @@ class Provisioner:
             return upn, created.object_id
 
     async def _account_created(self, request_id: str, upn: str, account_id: str) -> None:
-        self._created[account_id] = self._monotonic()
-        while len(self._created) > _CREATED_KEPT:
-            # Accounts that never became ready here (cancelled, failed): forget them.
-            del self._created[next(iter(self._created))]
+        _remember(self._created, account_id, self._monotonic())
         await self._save_result(request_id, upn=upn, account_id=account_id)
         await self.audit(request_id, "account.created", upn=upn, account_id=account_id)
 
@@ -1034,6 +1045,13 @@ class Provisioner:
         if checked:
             await self._associate_and_sync(ctx, account_id, upn, app_id)
         ctx.reset_backoff()
+        synced = self._synced.get(account_id)
+        if synced is not None:
+            # An assignment tried before the sync reaches Teams fails, and costs a retry.
+            waited = self._monotonic() - synced
+            first_try = self.sync.first_look(0.0)
+            if waited < first_try:
+                await ctx.hold(f"{upn} is being synced to Teams", first_try - waited)
         while True:
             assignment = await self._graph.get_number_assignment(number)
             if (
@@ -1053,6 +1071,7 @@ class Provisioner:
                     f"{assignment.assignment_target_id}, not by PhoneDesk. Unassign it in the "
                     "Teams admin center and Retry, or cancel."
                 )
+            asked = self._monotonic()
             operation_id = await self._graph.assign_number(
                 number,
                 account_id,
@@ -1066,9 +1085,18 @@ class Provisioner:
                 account_id=account_id,
                 operation_id=operation_id,
             )
-            operation = await self._wait_operation(ctx, operation_id)
+            operation = await self._wait_operation(
+                ctx, operation_id, started=asked, floor=self.assignment
+            )
+            synced = self._synced.get(account_id)
             if operation.status is OperationStatus.SUCCEEDED:
+                if synced is not None:
+                    self.sync.observed(asked - synced)
+                    del self._synced[account_id]
                 continue
+            if synced is not None:
+                # Mostly the sync had not reached Teams yet: tried too early.
+                self.sync.too_early(asked - synced)
             detail = (
                 operation.failure_detail or f"operation {operation_id} {operation.status.value}"
             )
@@ -1091,6 +1119,7 @@ class Provisioner:
                 if (instance.application_id or "").lower() != app_id.lower():
                     await self._teams.set_application_id(account_id, app_id)
                 await self._teams.sync_application_instance(account_id)
+                _remember(self._synced, account_id, self._monotonic())
                 break
             except BadRequest as exc:
                 if exc.code != CODE_ACCOUNT_NOT_READY:
@@ -1098,11 +1127,40 @@ class Provisioner:
             await ctx.pause(f"{upn} is still being set up across Microsoft 365")
         await self._audit_once(ctx.request_id, "account.synced", account_id=account_id)
 
-    async def _wait_operation(self, ctx: StageContext, operation_id: str) -> LongRunningOperation:
-        """Poll an operation to its end: one that started is never abandoned half-way."""
+    async def _wait_operation(
+        self,
+        ctx: StageContext,
+        operation_id: str,
+        *,
+        started: float | None = None,
+        floor: DelayFloor | None = None,
+    ) -> LongRunningOperation:
+        """Poll an operation to its end: one that started is never abandoned half-way.
+
+        With a ``floor`` and the (monotonic) time the operation was ``started``, the first
+        look waits for what the floor has learned, and a success teaches it.
+        """
         ctx.reset_backoff()
+        if floor is not None and started is not None:
+            waited = self._monotonic() - started
+            first_look = floor.first_look(0.0)
+            if waited < first_look:
+                await ctx.hold(
+                    f"operation {operation_id} is running",
+                    first_look - waited,
+                    cancellable=False,
+                )
         while True:
+            looked = self._monotonic()
             operation = await self._graph.get_operation(operation_id)
+            if floor is not None and started is not None:
+                # The age when the look *started* is what is learned: under a rate limit a
+                # call may wait its turn for seconds, and what is wanted is a look in time.
+                age = looked - started
+                if not operation.finished:
+                    floor.too_early(age)
+                elif operation.status is OperationStatus.SUCCEEDED:
+                    floor.observed(age)
             if operation.finished:
                 return operation
             await ctx.pause(
@@ -1238,3 +1296,10 @@ def _refusal_message(label: str, exc: ApiStatusError) -> str:
     else:
         message += " Fix the cause, then Retry, or cancel."
     return message
+
+
+def _remember(times: dict[str, float], key: str, at: float) -> None:
+    """Note when something started, forgetting the oldest of those never seen done."""
+    times[key] = at
+    while len(times) > _CREATED_KEPT:
+        del times[next(iter(times))]

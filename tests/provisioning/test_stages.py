@@ -7,9 +7,9 @@ from typing import cast
 import pytest
 
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
-from provisioning.microsoft.graph import GraphClient
+from provisioning.microsoft.graph import GraphClient, LongRunningOperation, OperationStatus
 from provisioning.microsoft.teams_admin import TeamsAdminClient
-from provisioning.stages import DeadlinePassed, PropagationFloor, Provisioner, StageContext
+from provisioning.stages import DeadlinePassed, DelayFloor, Provisioner, StageContext
 from provisioning.store import Store
 from tests.provisioning.conftest import make_settings
 
@@ -76,7 +76,7 @@ async def test_throttling_past_the_deadline_ends_the_wait() -> None:
 
 
 def test_the_first_look_waits_for_the_quickest_recent_account_shaded_by_the_margin() -> None:
-    floor = PropagationFloor(keep=3, margin=0.9)
+    floor = DelayFloor(keep=3, margin=0.9)
     assert floor.first_look(at_least=2.0) == 2.0
 
     for seconds in (1000.0, 950.0, 1100.0):
@@ -89,6 +89,26 @@ def test_the_first_look_waits_for_the_quickest_recent_account_shaded_by_the_marg
     assert floor.first_look(at_least=2.0) == pytest.approx(1035.0)
     # And never sooner than the first poll would have been.
     assert floor.first_look(at_least=2000.0) == 2000.0
+
+
+def test_looks_that_came_too_early_move_the_first_look_halfway_towards_them() -> None:
+    floor = DelayFloor(keep=3, margin=1.0)
+    # Found done on a look two seconds in (one poll interval): all that says is "by then".
+    floor.observed(2.0)
+    assert floor.first_look(at_least=0.0) == 2.0
+
+    # A look 0.1 s in was too early, so the next first look tries halfway.
+    floor.too_early(0.1)
+    assert floor.first_look(at_least=0.0) == pytest.approx(1.05)
+    floor.observed(1.05)
+    assert floor.first_look(at_least=0.0) == pytest.approx(0.575)
+    floor.too_early(0.575)
+    # Not yet at 0.575, done by 1.05: it closes in from both sides.
+    assert floor.first_look(at_least=0.0) == pytest.approx(0.8125)
+
+    # Durations that vary can give a "not yet" later than a "done": the quickest done wins.
+    floor.too_early(5.0)
+    assert floor.first_look(at_least=0.0) == pytest.approx(1.05)
 
 
 class Clock:
@@ -159,3 +179,61 @@ async def test_a_new_account_is_first_looked_at_when_earlier_ones_were_ready(
     assert second_looks[0] == pytest.approx(0.9 * (first_looks[-1]), abs=0.01)
     assert second_looks[-1] >= 900.0
     assert len(second_looks) < len(first_looks) / 2
+
+
+class SlowOperations:
+    """Number assignments that take ``duration`` seconds to finish."""
+
+    def __init__(self, clock: Clock, duration: float) -> None:
+        self._clock = clock
+        self._duration = duration
+        self.started: dict[str, float] = {}
+        self.looks: list[float] = []
+
+    async def get_operation(self, operation_id: str) -> LongRunningOperation:
+        age = self._clock.now - self.started[operation_id]
+        self.looks.append(age)
+        status = OperationStatus.SUCCEEDED if age >= self._duration else OperationStatus.RUNNING
+        return LongRunningOperation(id=operation_id, status=status)
+
+
+async def test_operations_are_first_looked_at_near_how_long_recent_ones_took(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    graph = SlowOperations(clock, duration=0.3)
+    provisioner = Provisioner(
+        make_settings(tmp_path),
+        cast(GraphClient, graph),
+        cast(TeamsAdminClient, None),
+        cast(Store, None),
+        monotonic=clock,
+    )
+    ctx = StageContext(
+        "PD-TEST",
+        deadline=1e9,
+        budget_s=1e9,
+        poll_interval_s=2.0,
+        poll_max_interval_s=60.0,
+        clock=clock,
+        rng=random.Random(0),
+        sleep=clock.sleep,
+    )
+    looks_per_operation = []
+    for n in range(12):
+        graph.started[f"op-{n}"] = clock.now
+        before = len(graph.looks)
+        operation = await provisioner._wait_operation(
+            ctx, f"op-{n}", started=clock.now, floor=provisioner.assignment
+        )
+        assert operation.status is OperationStatus.SUCCEEDED
+        looks_per_operation.append(graph.looks[before:])
+        clock.now += 10.0
+
+    # The first is looked at at once, then a poll interval later: that is all it knows.
+    assert looks_per_operation[0][0] == 0.0
+    assert len(looks_per_operation[0]) == 2
+    # Later ones close in on the 0.3 s it really takes instead of keeping ~2 s ...
+    assert all(0.3 <= looks[-1] < 0.6 for looks in looks_per_operation[-4:])
+    # ... and mostly need one look.
+    assert sum(len(looks) for looks in looks_per_operation[-6:]) <= 8
