@@ -531,16 +531,18 @@ async def measure_bulk(
 
 
 def _log_stage_times(timeline: Timeline, request_ids: list[str], started: float) -> None:
-    """When the requests entered and left each stage (first, every fifth, last): to see
-    whether they move through the stages one after another or all together."""
-    for stage in Stage:
-        for status in ("running", "done"):
-            key = f"{stage.value}:{status}"
-            marks = [timeline.marks.get(r, {}) for r in request_ids]
-            times = sorted(m[key] - started for m in marks if key in m)
-            if times:
-                picks = [times[min(len(times) - 1, len(times) * q // 10)] for q in range(0, 11, 2)]
-                log.warning("%-22s %s", key, " ".join(f"{t:5.1f}" for t in picks))
+    """When the requests were announced approved and provisioning, and entered and left
+    each stage (first, every fifth, last): to see how long start-up takes, and whether they
+    move through the stages one after another or all together."""
+    keys = [RequestStatus.APPROVED.value, RequestStatus.PROVISIONING.value] + [
+        f"{stage.value}:{status}" for stage in Stage for status in ("running", "done")
+    ]
+    marks = [timeline.marks.get(r, {}) for r in request_ids]
+    for key in keys:
+        times = sorted(m[key] - started for m in marks if key in m)
+        if times:
+            picks = [times[min(len(times) - 1, len(times) * q // 10)] for q in range(0, 11, 2)]
+            log.warning("%-22s %s", key, " ".join(f"{t:5.1f}" for t in picks))
 
 
 async def _watch(system: System, request_ids: list[str], started: float) -> None:
