@@ -136,11 +136,9 @@ class SlowTeams:
             raise BadRequest(400, CODE_ACCOUNT_NOT_READY, "We can't save changes to it.")
 
 
-async def wait_ready(
-    provisioner: Provisioner, clock: Clock, account_id: str, created_at: float
-) -> None:
-    provisioner._created[account_id] = created_at
-    ctx = StageContext(
+def on_clock(clock: Clock) -> StageContext:
+    """A stage run with the shipped poll intervals, on a clock the test moves."""
+    return StageContext(
         "PD-TEST",
         deadline=1e9,
         budget_s=1e9,
@@ -150,6 +148,13 @@ async def wait_ready(
         rng=random.Random(0),
         sleep=clock.sleep,
     )
+
+
+async def wait_ready(
+    provisioner: Provisioner, clock: Clock, account_id: str, created_at: float
+) -> None:
+    provisioner._created[account_id] = created_at
+    ctx = on_clock(clock)
     await provisioner._wait_ready(ctx, account_id, f"{account_id}@contoso.test", "app")
 
 
@@ -209,16 +214,7 @@ async def test_operations_are_first_looked_at_near_how_long_recent_ones_took(
         cast(Store, None),
         monotonic=clock,
     )
-    ctx = StageContext(
-        "PD-TEST",
-        deadline=1e9,
-        budget_s=1e9,
-        poll_interval_s=2.0,
-        poll_max_interval_s=60.0,
-        clock=clock,
-        rng=random.Random(0),
-        sleep=clock.sleep,
-    )
+    ctx = on_clock(clock)
     looks_per_operation = []
     for n in range(12):
         graph.started[f"op-{n}"] = clock.now
