@@ -96,7 +96,7 @@ _JITTER: Final = 0.2
 _MAX_ORDERS_PER_PASS: Final = 3
 # How many polls a "not found" may last before something is taken to be really gone.
 _GONE_AFTER_POLLS: Final = 8
-# New accounts whose creation time is kept to learn how long propagation takes.
+# Accounts whose creation or sync time is kept, to learn how long propagation and sync take.
 _CREATED_KEPT: Final = 1000
 _CLOSE_ENOUGH: Final = 0.1
 _PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
