@@ -51,7 +51,7 @@ from provisioning.runtime import connect_microsoft
 from provisioning.service import ProvisioningService
 from provisioning.settings import EmbeddedSimulatorConfig, Settings, load_settings
 from provisioning.simulator.app import create_simulator_app
-from provisioning.simulator.config import StockOverride
+from provisioning.simulator.config import NO_TENANT_DELAYS, StockOverride
 from provisioning.simulator.wire import ADMIN_PREFIX, AUTH_PREFIX, GRAPH_PREFIX, TEAMS_PREFIX
 from provisioning.store import Store
 from provisioning.workflow import ProgressUpdate
@@ -170,17 +170,7 @@ def simulator_config(
         # reservation keeps its real 16 minutes, or orders would expire only in the bench.
         delays["reservation_expiry_s"] = 16 * 60 / time_scale
     if without_delays:
-        delays = dict.fromkeys(
-            (
-                "propagation_min_s",
-                "propagation_max_s",
-                "consistency_window_s",
-                "search_delay_s",
-                "sync_delay_s",
-                "operation_delay_s",
-            ),
-            0.0,
-        )
+        delays = dict(NO_TENANT_DELAYS)
     return EmbeddedSimulatorConfig(
         time_scale=time_scale,
         seed=seed,

@@ -6,11 +6,28 @@ Every duration is in real Microsoft seconds; ``time_scale`` decides how long it 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from provisioning.simulator.catalogue import COUNTRIES_BY_CODE, NumberType
+
+# Every knob that makes the tenant take time, at zero: a tenant where no wait means no
+# poll, to count the calls a request needs at the least.
+NO_TENANT_DELAYS: Mapping[str, float] = MappingProxyType(
+    dict.fromkeys(
+        (
+            "propagation_min_s",
+            "propagation_max_s",
+            "consistency_window_s",
+            "search_delay_s",
+            "sync_delay_s",
+            "operation_delay_s",
+        ),
+        0.0,
+    )
+)
 
 
 class Knobs(BaseModel):

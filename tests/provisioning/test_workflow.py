@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from provisioning.models import RequestStatus, Stage, StageStatus
+from provisioning.simulator.config import NO_TENANT_DELAYS
 from provisioning.stages import order_name
 from tests.provisioning.conftest import (
     APPROVER,
@@ -85,19 +86,6 @@ async def _progress_shows(harness: Harness, request_id: str, status: RequestStat
     return latest is not None and latest.request.status is status
 
 
-NO_TENANT_DELAYS = dict.fromkeys(
-    (
-        "propagation_min_s",
-        "propagation_max_s",
-        "consistency_window_s",
-        "search_delay_s",
-        "sync_delay_s",
-        "operation_delay_s",
-    ),
-    0.0,
-)
-
-
 async def test_an_ordered_number_costs_six_teams_admin_and_ten_graph_calls(
     open_harness: OpenHarness,
 ) -> None:
@@ -106,7 +94,7 @@ async def test_an_ordered_number_costs_six_teams_admin_and_ten_graph_calls(
     # calls it needs: Teams admin: order, read, complete, create account, set its
     # ApplicationId, sync; Graph: inventory, number found, user, usage location, SKUs,
     # license, number read, assign, operation, number read.
-    async with open_harness(simulator=NO_TENANT_DELAYS) as h:
+    async with open_harness(simulator=dict(NO_TENANT_DELAYS)) as h:
         request = await h.submit_approved("Frugal Line", area_code="206")
         done = await h.wait(request.id, *COMPLETED_OR_FAILED)
 
