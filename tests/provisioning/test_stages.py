@@ -150,6 +150,19 @@ def on_clock(clock: Clock) -> StageContext:
     )
 
 
+def on_fakes(
+    tmp_path: Path, clock: Clock, *, graph: object = None, teams: object = None
+) -> Provisioner:
+    """A provisioner on the test's clock, calling only the fake APIs a test passes."""
+    return Provisioner(
+        make_settings(tmp_path),
+        cast(GraphClient, graph),
+        cast(TeamsAdminClient, teams),
+        cast(Store, None),
+        monotonic=clock,
+    )
+
+
 async def wait_ready(
     provisioner: Provisioner, clock: Clock, account_id: str, created_at: float
 ) -> None:
@@ -163,13 +176,7 @@ async def test_a_new_account_is_first_looked_at_when_earlier_ones_were_ready(
 ) -> None:
     clock = Clock()
     teams = SlowTeams(clock, {"first": 900.0, "second": 1900.0})
-    provisioner = Provisioner(
-        make_settings(tmp_path),
-        cast(GraphClient, None),
-        cast(TeamsAdminClient, teams),
-        cast(Store, None),
-        monotonic=clock,
-    )
+    provisioner = on_fakes(tmp_path, clock, teams=teams)
 
     await wait_ready(provisioner, clock, "first", created_at=0.0)
     first_looks = [at for account, at in teams.looks if account == "first"]
@@ -207,13 +214,7 @@ async def test_operations_are_first_looked_at_near_how_long_recent_ones_took(
 ) -> None:
     clock = Clock()
     graph = SlowOperations(clock, duration=0.3)
-    provisioner = Provisioner(
-        make_settings(tmp_path),
-        cast(GraphClient, graph),
-        cast(TeamsAdminClient, None),
-        cast(Store, None),
-        monotonic=clock,
-    )
+    provisioner = on_fakes(tmp_path, clock, graph=graph)
     ctx = on_clock(clock)
     looks_per_operation = []
     for n in range(12):
