@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Final, Protocol, Self
 
 from dbos import DBOS, DBOSConfig
 from dbos._dbos import _get_or_create_dbos_registry
@@ -51,6 +51,7 @@ from provisioning.microsoft.graph import GraphClient
 from provisioning.microsoft.teams_admin import TeamsAdminClient
 from provisioning.service import ProvisioningService
 from provisioning.settings import Settings
+from provisioning.sqlite_writes import serialized_writes
 from provisioning.store import Store
 from provisioning.workflow import ProgressListener, ProvisioningEngine
 
@@ -68,6 +69,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DBOS_APP_NAME = "phonedesk"
+# DBOS's own busy timeout on its SQLite connections.
+_SYSTEM_DB_WRITE_WAIT_S: Final = 30.0
 
 
 class TenantApis(Protocol):
@@ -295,6 +298,12 @@ async def _launch(
     }
     if options.application_version is not None:
         config["application_version"] = options.application_version
+    if system_db.get_backend_name() == "sqlite":
+        # Workflows' step records queue on a lock in this process, not in SQLite's busy
+        # handler; DBOS's own engine settings otherwise stay as they are.
+        config["db_engine_kwargs"] = {
+            "connect_args": {"factory": serialized_writes(wait_s=_SYSTEM_DB_WRITE_WAIT_S)}
+        }
     loop = asyncio.get_running_loop()
     _Guard.open = True
     engine: ProvisioningEngine | None = None

@@ -52,6 +52,7 @@ from provisioning.models import (
     new_request_id,
     utc_now,
 )
+from provisioning.sqlite_writes import serialized_writes
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -316,7 +317,9 @@ def _create_sqlite_engine(url: URL, busy_timeout: timedelta) -> Engine:
         # fail later with missing tables.
         raise StoreError("an in-memory SQLite database cannot be shared; use a file")
     Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    # The writers of this process take turns on a lock rather than in SQLite's busy handler.
+    connection_class = serialized_writes(wait_s=busy_timeout.total_seconds())
+    engine = sa.create_engine(url, connect_args={"factory": connection_class})
     timeout_ms = int(busy_timeout.total_seconds() * 1000)
 
     @sa.event.listens_for(engine, "connect")
