@@ -99,6 +99,8 @@ _GONE_AFTER_POLLS: Final = 8
 # Accounts whose creation or sync time is kept, to learn how long propagation and sync take.
 _CREATED_KEPT: Final = 1000
 _CLOSE_ENOUGH: Final = 0.1
+# Priorities are request ages in epoch seconds; this puts a long-pole call before them all.
+_LONG_POLE_FIRST: Final = 1e12
 _PENDING_ACTIVATION: Final = frozenset({"assignmentPending", "updatePending"})
 _LIVE_ORDER: Final = frozenset({SearchOrderStatus.PENDING, SearchOrderStatus.RESERVED})
 _DEAD_ORDER: Final = frozenset(
@@ -217,10 +219,19 @@ class _NotYet(Exception):
     """A condition in the tenant that time resolves (e.g. a setting not applied yet)."""
 
 
-def _calls_ordered(ctx: StageContext) -> contextlib.AbstractContextManager[None]:
+def _calls_ordered(
+    ctx: StageContext, *, long_pole: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    """The request's calls wait their turn by its priority (its age) while an API throttles.
+
+    ``long_pole``: a call that starts one of the tenant's long waits (creating an account
+    starts its 15-20 minute propagation) goes ahead of every other call of any request. A
+    request's other calls then queue behind its own propagation, not in front of another
+    request's.
+    """
     if ctx.priority is None:
         return contextlib.nullcontext()
-    return call_priority(ctx.priority)
+    return call_priority(ctx.priority - _LONG_POLE_FIRST if long_pole else ctx.priority)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -537,6 +548,8 @@ class Provisioner:
 
     async def acquire_number(self, ctx: StageContext) -> str:
         request = await self._request(ctx.request_id)
+        # The account's propagation is the long pole of a request: start it first.
+        await self._start_account_early(ctx, request)
         held = await self._claims(request.id)
         count, order = await self._latest_order(request.id)
         if order is not None:
@@ -563,12 +576,14 @@ class Provisioner:
         return await self._follow_order(ctx, request, count, order)
 
     async def _start_account_early(self, ctx: StageContext, request: Request) -> None:
-        """Create the resource account now, just before a number order is placed.
+        """Create the resource account now, before the number is looked for.
 
         Propagation (15 to 20 minutes) is the long pole of a request: started here, it runs
-        while the number is searched for, instead of after. This is stage 2's own find or
-        create, as a head start that never fails the number stage: whatever goes wrong is
-        met again in stage 2, which then tells a person what to do.
+        while the number is claimed or searched for, instead of after. It also comes before
+        any number order, whose reservation lapses on its own clock, so nothing stands
+        between placing an order and following it. This is stage 2's own find or create,
+        as a head start that never fails the number stage: whatever goes wrong is met again
+        in stage 2, which then tells a person what to do.
         """
         if request.result.account_id is not None:
             return
@@ -638,10 +653,7 @@ class Provisioner:
             if order is None:
                 count += 1
                 name = order_name(request.id, count)
-                # The account first: an order's reservation lapses on its own clock, so
-                # nothing should stand between placing the order and following it.
                 await ctx.check_cancelled()
-                await self._start_account_early(ctx, await self._request(request.id))
                 order_id = await self._place_order(request, name)
                 ctx.reset_backoff()
                 # A new order always starts by searching: look only after a first wait.
@@ -880,9 +892,10 @@ class Provisioner:
                     request.id, "account.create.requested", upn=upn, application_id=app_id
                 )
             try:
-                created = await self._teams.create_application_instance(
-                    upn=upn, display_name=request.display_name, application_id=app_id
-                )
+                with _calls_ordered(ctx, long_pole=True):
+                    created = await self._teams.create_application_instance(
+                        upn=upn, display_name=request.display_name, application_id=app_id
+                    )
             except Conflict as exc:
                 if exc.code != CODE_OBJECT_CONFLICT:
                     raise

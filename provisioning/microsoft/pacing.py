@@ -27,7 +27,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-__all__ = ["Pacer", "Turn", "call_priority"]
+__all__ = ["Pacer", "Turn", "call_priority", "current_call_priority"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def call_priority(priority: float) -> Iterator[None]:
         yield
     finally:
         _PRIORITY.reset(token)
+
+
+def current_call_priority() -> float:
+    """The priority calls made here wait by (``-inf``, the first, when none was set)."""
+    return _PRIORITY.get()
 
 
 class Turn:

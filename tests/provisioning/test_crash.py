@@ -71,16 +71,18 @@ class KillPoint:
 # In the order a request meets them; each new worker is killed at the next one.
 KILL_POINTS = (
     KillPoint(
+        # Stage 1 creates the account before it looks for a number, so that its
+        # propagation runs meanwhile; stage 2 then only waits for it.
+        Stage.ACQUIRE_NUMBER,
+        "POST",
+        TEAMS_PREFIX + ROUTES.application_instances,
+        "the account is created and its id never comes back",
+    ),
+    KillPoint(
         Stage.ACQUIRE_NUMBER,
         "POST",
         TEAMS_PREFIX + ROUTES.search_orders,
         "the number order is placed and its id never comes back",
-    ),
-    KillPoint(
-        Stage.CREATE_ACCOUNT,
-        "POST",
-        TEAMS_PREFIX + ROUTES.application_instances,
-        "the account is created and its id never comes back",
     ),
     KillPoint(
         Stage.CREATE_ACCOUNT,

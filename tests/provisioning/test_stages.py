@@ -8,7 +8,9 @@ import pytest
 
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
 from provisioning.microsoft.graph import GraphClient, LongRunningOperation, OperationStatus
-from provisioning.microsoft.teams_admin import TeamsAdminClient
+from provisioning.microsoft.pacing import current_call_priority
+from provisioning.microsoft.teams_admin import ApplicationInstance, TeamsAdminClient
+from provisioning.models import NumberRequest, Person
 from provisioning.stages import DeadlinePassed, DelayFloor, Provisioner, StageContext
 from provisioning.store import Store
 from tests.provisioning.conftest import make_settings
@@ -234,3 +236,55 @@ async def test_operations_are_first_looked_at_near_how_long_recent_ones_took(
     assert all(0.3 <= looks[-1] < 0.6 for looks in looks_per_operation[-4:])
     # ... and mostly need one look.
     assert sum(len(looks) for looks in looks_per_operation[-6:]) <= 8
+
+
+class RecordingTeams:
+    """Creates accounts, noting the priority each creation waited by under throttling."""
+
+    def __init__(self) -> None:
+        self.priorities: list[float] = []
+
+    async def create_application_instance(
+        self, *, upn: str, display_name: str, application_id: str
+    ) -> ApplicationInstance:
+        self.priorities.append(current_call_priority())
+        return ApplicationInstance(
+            objectId=f"id-{len(self.priorities)}",
+            userPrincipalName=upn,
+            displayName=display_name,
+            applicationId=application_id,
+        )
+
+
+async def test_creating_an_account_goes_ahead_of_every_other_call_oldest_request_first(
+    tmp_path: Path,
+) -> None:
+    # Propagation is the long pole: under throttling an account creation waits behind
+    # no other request's calls, and creations among themselves go oldest request first.
+    teams = RecordingTeams()
+    with Store(f"sqlite:///{tmp_path / 'store.sqlite3'}") as store:
+        provisioner = Provisioner(
+            make_settings(tmp_path), cast(GraphClient, None), cast(TeamsAdminClient, teams), store
+        )
+        ages: list[float] = []
+        for name in ("Older Line", "Younger Line"):
+            request = store.create_request(
+                tenant_id="contoso",
+                requester=Person(aad_object_id="0b0e7a1c-0000-4000-8000-0000000000a1"),
+                spec=NumberRequest(country="US", area_code="206", display_name=name),
+            )
+            ctx = StageContext(
+                request.id,
+                deadline=1e12,
+                budget_s=1e12,
+                poll_interval_s=2.0,
+                poll_max_interval_s=60.0,
+                priority=request.created_at.timestamp(),
+            )
+            ages.append(request.created_at.timestamp())
+            await provisioner._find_or_create_account(
+                ctx, request, f"{name.split()[0].lower()}@contoso.test", "app"
+            )
+
+    older, younger = teams.priorities
+    assert older < younger < min(ages)
