@@ -11,9 +11,12 @@ assignment operation, at the time scale used. PhoneDesk's poll settings are its 
 scaled by the same factor, so the ratio is the one a real tenant would show, except for
 per-call costs (HTTP, SQLite, DBOS) that do not shrink with the time scale.
 
-Bulk: N requests approved at once under the simulator's rate limit. The lower bound is
-the time the rate limit needs to admit the calls N requests make (counted per API on
-unthrottled requests), or one request's inherent delay if that is longer.
+Bulk: N requests under the simulator's rate limit, submitted and approved one after
+another as ``phonedesk bulk FILE.csv --approve-as …`` does, timed from the first submit to
+the last outcome (``--approve-at-once``: all submitted first, then all approved together,
+timed from the approvals). The lower bound is the time the rate limit needs to admit the
+calls N requests make (counted per API on unthrottled requests), or one request's inherent
+delay if that is longer.
 
 The engine, the clients and the store are the real ones, wired as the server wires them;
 the simulator runs in this process with a middleware that counts the calls reaching it.
@@ -198,9 +201,14 @@ class Variant:
     """Another attempt budget for the clients' retries (an experiment, not the product)."""
     in_flight: int | None = None
     """Bulk run: approve a request only while fewer than this many are in flight."""
+    at_once: bool = False
+    """Bulk run: submit every request first, then approve them all together."""
 
     def describe(self) -> str:
-        parts = ["poll intervals time-scaled" if self.scale_polls else "shipped poll intervals"]
+        parts = [
+            "all approved at once" if self.at_once else "submitted and approved row by row",
+            "poll intervals time-scaled" if self.scale_polls else "shipped poll intervals",
+        ]
         if self.max_attempts is not None:
             parts.append(f"client max_attempts={self.max_attempts} (experiment)")
         if self.in_flight is not None:
@@ -467,35 +475,46 @@ async def measure_bulk(
     rps: float,
     needs: Needs,
     deadline: float,
-    in_flight: int | None = None,
+    variant: Variant,
 ) -> BulkResult:
-    submitted = [
-        await submit(system.service, f"Bulk Line {index:03d}") for index in range(1, requests + 1)
-    ]
-    await asyncio.sleep(PARK_S)
+    names = [f"Bulk Line {index:03d}" for index in range(1, requests + 1)]
+    submitted: list[Request] = []
+    if variant.at_once:
+        submitted = [await submit(system.service, name) for name in names]
+        await asyncio.sleep(PARK_S)
     admitted_before = system.traffic.admitted.copy()
     throttled_before = system.traffic.throttled.copy()
     routes_before = system.traffic.routes.copy()
-    # Without a limit every request is approved at once, as a bulk CSV does today.
-    admission = asyncio.Semaphore(in_flight or requests)
+    admission = asyncio.Semaphore(variant.in_flight or requests)
 
     async def provision(request: Request) -> None:
         async with admission:
             await approve(system.service, request.id)
             await system.timeline.settled(request.id)
 
+    async def row_by_row() -> None:
+        # As `phonedesk bulk --approve-as` does: each row submitted, then approved, in turn.
+        for name in names:
+            request = await submit(system.service, name)
+            submitted.append(request)
+            await approve(system.service, request.id)
+        await asyncio.gather(*(system.timeline.settled(r.id) for r in submitted))
+
     started = time.monotonic()
-    watch = asyncio.create_task(_watch(system, [r.id for r in submitted], started))
+    watch = asyncio.create_task(_watch(system, submitted, started))
     try:
         async with asyncio.timeout(deadline):
-            await asyncio.gather(*(provision(r) for r in submitted))
+            if variant.at_once:
+                await asyncio.gather(*(provision(r) for r in submitted))
+            else:
+                await row_by_row()
     except TimeoutError:
         log.warning("bulk run given up after %.0f s", deadline)
     finally:
         watch.cancel()
     _log_stage_times(system.timeline, [r.id for r in submitted], started)
     settled = [r for r in submitted if system.timeline.is_settled(r.id)]
-    unfinished = len(submitted) - len(settled)
+    unfinished = requests - len(settled)
     if unfinished:
         elapsed = time.monotonic() - started
     else:
@@ -535,12 +554,12 @@ def _log_stage_times(timeline: Timeline, request_ids: list[str], started: float)
             log.warning("%-22s %s", key, " ".join(f"{t:5.1f}" for t in picks))
 
 
-async def _watch(system: System, request_ids: list[str], started: float) -> None:
+async def _watch(system: System, requests: list[Request], started: float) -> None:
     """Log where the requests are every few seconds, to see a stall as it happens."""
     while True:
         await asyncio.sleep(WATCH_S)
         where: Counter[str] = Counter()
-        for request_id in request_ids:
+        for request_id in (r.id for r in requests):
             marks = system.timeline.marks.get(request_id, {})
             stage = next(
                 (s.value for s in reversed(Stage) if f"{s.value}:running" in marks),
@@ -645,8 +664,13 @@ async def run(args: argparse.Namespace) -> int:
             report_overhead(overhead, args.time_scale)
         if args.figure == "overhead":
             return 0
+        if args.in_flight is not None and not args.approve_at_once:
+            raise SystemExit("bench: --in-flight needs --approve-at-once")
         variant = Variant(
-            scale_polls=args.scale_polls, max_attempts=args.max_attempts, in_flight=args.in_flight
+            scale_polls=args.scale_polls,
+            max_attempts=args.max_attempts,
+            in_flight=args.in_flight,
+            at_once=args.approve_at_once,
         )
         config = simulator_config(args.time_scale, args.seed, 3, without_delays=True)
         async with running_system(config, root / "needs", variant) as system:
@@ -654,7 +678,7 @@ async def run(args: argparse.Namespace) -> int:
         config = simulator_config(args.time_scale, args.seed, args.requests, rps=args.rps)
         async with running_system(config, root / "bulk", variant) as system:
             bulk = await measure_bulk(
-                system, args.requests, args.rps, needs, args.deadline, variant.in_flight
+                system, args.requests, args.rps, needs, args.deadline, variant
             )
         report_bulk(bulk, variant)
         return 1 if bulk.failed or bulk.unfinished else 0
@@ -691,9 +715,14 @@ def _parser() -> argparse.ArgumentParser:
         help="bulk run: another client retry budget, as an experiment (shipped: 6)",
     )
     parser.add_argument(
+        "--approve-at-once",
+        action="store_true",
+        help="bulk run: submit every request first, then approve them all together",
+    )
+    parser.add_argument(
         "--in-flight",
         type=int,
-        help="bulk run: approve only while fewer requests are in flight, as an experiment",
+        help="with --approve-at-once: approve only while fewer are in flight, as an experiment",
     )
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true")
