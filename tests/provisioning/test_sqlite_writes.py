@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -34,7 +35,9 @@ class Connections:
         self._factory = serialized_writes(wait_s=wait_s)
         self._opened: list[sqlite3.Connection] = []
 
-    def open(self, *, isolation_level: str | None = "IMMEDIATE") -> sqlite3.Connection:
+    def open(
+        self, *, isolation_level: Literal["IMMEDIATE"] | None = "IMMEDIATE"
+    ) -> sqlite3.Connection:
         connection = sqlite3.connect(
             self._database,
             factory=self._factory,

@@ -248,11 +248,13 @@ class RecordingTeams:
         self, *, upn: str, display_name: str, application_id: str
     ) -> ApplicationInstance:
         self.priorities.append(current_call_priority())
-        return ApplicationInstance(
-            objectId=f"id-{len(self.priorities)}",
-            userPrincipalName=upn,
-            displayName=display_name,
-            applicationId=application_id,
+        return ApplicationInstance.model_validate(
+            {
+                "objectId": f"id-{len(self.priorities)}",
+                "userPrincipalName": upn,
+                "displayName": display_name,
+                "applicationId": application_id,
+            }
         )
 
 
