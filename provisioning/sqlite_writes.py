@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["is_write", "serialized_writes"]
@@ -77,8 +78,16 @@ def serialized_writes(wait_s: float) -> type[sqlite3.Connection]:
             cursor: SerializedCursor = self.cursor()
             return cursor.executemany(sql, seq_of_parameters)
 
-        def writing(self, sql: str) -> _Writing:
-            return _Writing(self, is_write(sql))
+        @contextmanager
+        def writing(self, sql: str) -> Iterator[None]:
+            if is_write(sql):
+                self.take_lock()
+            try:
+                yield
+            finally:
+                # A write outside a transaction (autocommit), or one that failed before
+                # its transaction began, is over now.
+                self.give_back_lock()
 
         def take_lock(self) -> None:
             # Also inside a read transaction: its first write needs the write lock too.
@@ -112,21 +121,5 @@ def serialized_writes(wait_s: float) -> type[sqlite3.Connection]:
                 if self._holds_lock:
                     self._holds_lock = False
                     lock.release()
-
-    class _Writing:
-        __slots__ = ("_connection", "_write")
-
-        def __init__(self, connection: SerializedConnection, write: bool) -> None:
-            self._connection = connection
-            self._write = write
-
-        def __enter__(self) -> None:
-            if self._write:
-                self._connection.take_lock()
-
-        def __exit__(self, *exc: object) -> None:
-            # A write outside a transaction (autocommit), or one that failed before its
-            # transaction began, is over now.
-            self._connection.give_back_lock()
 
     return SerializedConnection

@@ -348,25 +348,15 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         finally:
             self._wakeups.pop(request_id, None)
         logger.info("%s: %s %s %s", request_id, stage, outcome.kind, outcome.detail or "")
+        ended: tuple[Stage, StageStatus, str | None, str | None]
         if outcome.kind == "done":
-            finished = StageStatus.DONE
-            await self._publish(
-                await asyncio.to_thread(
-                    self._record_stage, request_id, current, finished, outcome.detail, None
-                )
-            )
+            ended = (current, StageStatus.DONE, outcome.detail, None)
         elif outcome.failure is not None:
-            failure = outcome.failure
-            await self._publish(
-                await asyncio.to_thread(
-                    self._record_stage,
-                    request_id,
-                    failure.stage,
-                    StageStatus.FAILED,
-                    None,
-                    failure.reason,
-                )
-            )
+            ended = (outcome.failure.stage, StageStatus.FAILED, None, outcome.failure.reason)
+        else:
+            # Cancelled: the cancellation marks every stage when it is done.
+            return outcome.model_dump(mode="json")
+        await self._publish(await asyncio.to_thread(self._record_stage, request_id, *ended))
         return outcome.model_dump(mode="json")
 
     @DBOS.step()
