@@ -97,8 +97,8 @@ def serialized_writes(wait_s: float) -> type[sqlite3.Connection]:
             if not self._holds_lock:
                 logger.warning("no SQLite write turn after %.0f s; writing without one", wait_s)
 
-        def give_back_lock(self) -> None:
-            if self._holds_lock and not self.in_transaction:
+        def give_back_lock(self, *, even_in_transaction: bool = False) -> None:
+            if self._holds_lock and (even_in_transaction or not self.in_transaction):
                 self._holds_lock = False
                 lock.release()
 
@@ -118,8 +118,6 @@ def serialized_writes(wait_s: float) -> type[sqlite3.Connection]:
             try:
                 super().close()
             finally:
-                if self._holds_lock:
-                    self._holds_lock = False
-                    lock.release()
+                self.give_back_lock(even_in_transaction=True)
 
     return SerializedConnection

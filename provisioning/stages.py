@@ -939,15 +939,18 @@ class Provisioner:
 
         Until then the call says "not ready", or "not found" while the new account has not
         even replicated; both are waited out here, one call per look. An account created
-        here is first looked at when recent accounts were ready (see ``PropagationFloor``).
+        here is first looked at when recent accounts were ready (see ``DelayFloor``).
         """
         ctx.reset_backoff()
         created = self._created.get(account_id)
         if created is not None:
-            first_look = self.propagation.first_look(ctx.poll_interval_s)
-            waited = self._monotonic() - created
-            if waited < first_look:
-                await ctx.hold(f"{upn} is being set up across Microsoft 365", first_look - waited)
+            await self._hold_for_first_look(
+                ctx,
+                self.propagation,
+                created,
+                f"{upn} is being set up across Microsoft 365",
+                at_least=ctx.poll_interval_s,
+            )
         while True:
             try:
                 await self._teams.set_application_id(account_id, app_id)
@@ -1061,10 +1064,9 @@ class Provisioner:
         synced = self._synced.get(account_id)
         if synced is not None:
             # An assignment tried before the sync reaches Teams fails, and costs a retry.
-            waited = self._monotonic() - synced
-            first_try = self.sync.first_look(0.0)
-            if waited < first_try:
-                await ctx.hold(f"{upn} is being synced to Teams", first_try - waited)
+            await self._hold_for_first_look(
+                ctx, self.sync, synced, f"{upn} is being synced to Teams"
+            )
         while True:
             assignment = await self._graph.get_number_assignment(number)
             if (
@@ -1140,6 +1142,21 @@ class Provisioner:
             await ctx.pause(f"{upn} is still being set up across Microsoft 365")
         await self._audit_once(ctx.request_id, "account.synced", account_id=account_id)
 
+    async def _hold_for_first_look(
+        self,
+        ctx: StageContext,
+        floor: DelayFloor,
+        started: float,
+        reason: str,
+        *,
+        at_least: float = 0.0,
+        cancellable: bool = True,
+    ) -> None:
+        """Wait until ``floor`` says to look at what ``started`` (monotonic time) then."""
+        remaining = floor.first_look(at_least) - (self._monotonic() - started)
+        if remaining > 0:
+            await ctx.hold(reason, remaining, cancellable=cancellable)
+
     async def _wait_operation(
         self,
         ctx: StageContext,
@@ -1155,14 +1172,9 @@ class Provisioner:
         """
         ctx.reset_backoff()
         if floor is not None and started is not None:
-            waited = self._monotonic() - started
-            first_look = floor.first_look(0.0)
-            if waited < first_look:
-                await ctx.hold(
-                    f"operation {operation_id} is running",
-                    first_look - waited,
-                    cancellable=False,
-                )
+            await self._hold_for_first_look(
+                ctx, floor, started, f"operation {operation_id} is running", cancellable=False
+            )
         while True:
             looked = self._monotonic()
             operation = await self._graph.get_operation(operation_id)

@@ -336,13 +336,14 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         keeps it.
         """
         current = Stage(stage)
-        update = await asyncio.to_thread(self._start_stage, request_id, current)
-        await self._publish(update)
-        request = Request.model_validate(update["request"])
-        started_at = request.stage(current).started_at
+        started = await asyncio.to_thread(self._start_stage, request_id, current)
+        await self._publish(started.model_dump(mode="json"))
+        started_at = started.request.stage(current).started_at
         assert started_at is not None
         budget = self._stage_budget(current)
-        ctx = self._context(request, started_at.timestamp() + budget, budget, cancellable=True)
+        ctx = self._context(
+            started.request, started_at.timestamp() + budget, budget, cancellable=True
+        )
         try:
             outcome = await self._provisioner.run(current, ctx)
         finally:
@@ -356,7 +357,8 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         else:
             # Cancelled: the cancellation marks every stage when it is done.
             return outcome.model_dump(mode="json")
-        await self._publish(await asyncio.to_thread(self._record_stage, request_id, *ended))
+        ended_update = await asyncio.to_thread(self._record_stage, request_id, *ended)
+        await self._publish(ended_update.model_dump(mode="json"))
         return outcome.model_dump(mode="json")
 
     @DBOS.step()
@@ -459,13 +461,14 @@ class ProvisioningEngine(DBOSConfiguredInstance):
     async def _snapshot_now(self, request_id: str) -> dict[str, Any]:
         return {"request": (await self._load(request_id)).model_dump(mode="json")}
 
-    def _start_stage(self, request_id: str, stage: Stage) -> dict[str, Any]:
+    def _start_stage(self, request_id: str, stage: Stage) -> ProgressUpdate:
         """Record the stage running, unless a crash stopped it mid-run: then as it was."""
         request = self._require(request_id)
         state = request.stage(stage)
         if state.status is StageStatus.RUNNING and state.started_at is not None:
-            event = StageEvent.from_state(request_id, state, utc_now())
-            return ProgressUpdate(request=request, event=event).model_dump(mode="json")
+            return ProgressUpdate(
+                request=request, event=StageEvent.from_state(request_id, state, utc_now())
+            )
         return self._record_stage(request_id, stage, StageStatus.RUNNING, None, None)
 
     def _record_stage(
@@ -475,20 +478,20 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         status: StageStatus,
         detail: str | None,
         error: str | None,
-    ) -> dict[str, Any]:
-        current = self._require(request_id).stage(stage)
+    ) -> ProgressUpdate:
         now = utc_now()
+        running = status is StageStatus.RUNNING
         state = StageState(
             stage=stage,
             status=status,
-            started_at=now if status is StageStatus.RUNNING else current.started_at,
-            finished_at=None if status is StageStatus.RUNNING else now,
+            # A stage that ends keeps the start it was recorded with.
+            started_at=now if running else self._require(request_id).stage(stage).started_at,
+            finished_at=None if running else now,
             detail=detail,
             error=error,
         )
         updated = self._store.record_stage(request_id, state)
-        event = StageEvent.from_state(request_id, state, now)
-        return ProgressUpdate(request=updated, event=event).model_dump(mode="json")
+        return ProgressUpdate(request=updated, event=StageEvent.from_state(request_id, state, now))
 
     async def _publish(self, update: dict[str, Any]) -> None:
         """Inside a step: set the progress event and tell the listener."""
