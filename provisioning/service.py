@@ -424,10 +424,17 @@ class ProvisioningService:
 
 def _already(request: Request) -> str:
     decision = request.decision
-    if decision is not None and request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
-        verb = "approved" if decision.approved else "rejected"
-        return (
-            f"{request.id} was already {verb} by {_name(decision.by)} at "
-            f"{decision.at:%Y-%m-%d %H:%M} UTC; nothing changed."
-        )
-    return f"{request.id} is already {request.status.label.lower()}; nothing changed."
+    if decision is None:
+        return f"{request.id} is already {request.status.label.lower()}; nothing changed."
+    # A replayed click can land after the workflow moved on from "approved": the approver
+    # still wants to know who decided, and the status tells them how far it got since.
+    verb = "approved" if decision.approved else "rejected"
+    since = (
+        ""
+        if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED)
+        else f" and is now {request.status.label.lower()}"
+    )
+    return (
+        f"{request.id} was already {verb} by {_name(decision.by)} at "
+        f"{decision.at:%Y-%m-%d %H:%M} UTC{since}; nothing changed."
+    )
