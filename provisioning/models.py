@@ -27,9 +27,12 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from provisioning.phone_numbers import check_e164, national_area_code
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -85,13 +88,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware datetime, normalised to UTC; naive input is a validation error."""
 
 
-def _check_e164(value: str) -> str:
-    if not re.fullmatch(r"\+[1-9]\d{6,14}", value):
-        raise ValueError(f"{value!r} is not an E.164 telephone number such as +14255550100")
-    return value
-
-
-TelephoneNumber = Annotated[str, AfterValidator(_check_e164)]
+TelephoneNumber = Annotated[str, AfterValidator(check_e164)]
 
 
 class _Frozen(BaseModel):
@@ -313,6 +310,15 @@ class NumberRequest(_Frozen):
         if not re.fullmatch(r"\d{1,8}", code):
             raise ValueError(f"area code {value!r} must be digits, e.g. 425, or 'any'")
         return code
+
+    @field_validator("area_code")
+    @classmethod
+    def _area_code_as_numbers_carry_it(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Stored as the tenant lists it ("3" for Tokyo), however the requester wrote it ("03").
+        country = info.data.get("country")
+        if value is None or not isinstance(country, str):
+            return value
+        return national_area_code(country, value)
 
     @field_validator("display_name")
     @classmethod

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -70,6 +70,7 @@ from provisioning.models import (
     derive_upn,
     upn_alternatives,
 )
+from provisioning.phone_numbers import number_in_area
 from provisioning.settings import Settings
 from provisioning.store import RequestNotFound, Store
 
@@ -82,7 +83,6 @@ __all__ = [
     "StageContext",
     "StageOutcome",
     "UndoOutcome",
-    "number_in_area",
     "order_name",
 ]
 
@@ -116,55 +116,10 @@ _HOLDS_UPN: Final = frozenset(
     }
 )
 
-# E.164 country calling codes, to read the area code out of an inventory number. A country
-# missing here still gets numbers: only "any area code" then matches its inventory.
-_CALLING_CODES: Final[Mapping[str, str]] = {
-    "US": "1",
-    "CA": "1",
-    "PR": "1",
-    "GB": "44",
-    "IE": "353",
-    "DE": "49",
-    "AT": "43",
-    "CH": "41",
-    "FR": "33",
-    "BE": "32",
-    "NL": "31",
-    "LU": "352",
-    "ES": "34",
-    "PT": "351",
-    "IT": "39",
-    "DK": "45",
-    "SE": "46",
-    "NO": "47",
-    "FI": "358",
-    "PL": "48",
-    "CZ": "420",
-    "AU": "61",
-    "NZ": "64",
-    "JP": "81",
-    "SG": "65",
-    "HK": "852",
-    "IN": "91",
-    "BR": "55",
-    "MX": "52",
-    "ZA": "27",
-}
-
 
 def order_name(request_id: str, attempt: int) -> str:
     """The deterministic name of a request's n-th number order, to find it again."""
     return f"phonedesk-{request_id}-{attempt}"
-
-
-def number_in_area(telephone_number: str, country: str, area_code: str | None) -> bool:
-    """Whether an E.164 number lies in ``area_code`` of ``country`` (None: any area)."""
-    if area_code is None:
-        return True
-    calling_code = _CALLING_CODES.get(country)
-    if calling_code is None:
-        return False
-    return telephone_number.removeprefix("+").startswith(calling_code + area_code)
 
 
 def _duration(seconds: float) -> str:

@@ -106,6 +106,22 @@ COUNTRIES: Final[tuple[CountryOffer, ...]] = (
         ),
         toll_free=(_area("1800", "", 3, 10),),
     ),
+    CountryOffer(
+        "JP",
+        "Japan",
+        "81",
+        9,
+        toll=(_area("3", "Tokyo", 6, 9), _area("6", "Osaka", 4, 9)),
+        toll_free=(_area("120", "", 2, 9),),
+    ),
+    CountryOffer(
+        "BR",
+        "Brazil",
+        "55",
+        10,
+        toll=(_area("11", "São Paulo", 6), _area("21", "Rio de Janeiro", 4)),
+        toll_free=(_area("800", "", 2),),
+    ),
 )
 
 COUNTRIES_BY_CODE: Final[dict[str, CountryOffer]] = {c.iso_code: c for c in COUNTRIES}

@@ -539,6 +539,30 @@ async def test_release_unbinds_unlicenses_and_deletes_and_frees_the_number(
     assert not again.ok
 
 
+async def test_an_area_code_request_in_japan_takes_a_free_number_from_the_inventory(
+    harness: Harness,
+) -> None:
+    # The first request orders a Tokyo number; releasing it leaves it free in the tenant.
+    first = await harness.submit_approved("Tokyo Line", country="JP", area_code="3")
+    done = await harness.wait(first.id, *COMPLETED_OR_FAILED)
+    assert done.status is RequestStatus.COMPLETED, done.failure
+    tokyo = done.result.telephone_number
+    assert tokyo is not None
+    assert tokyo.startswith("+813")
+    await harness.service.release(first.id, REQUESTER)
+    await harness.wait_for_audit(first.id, "release.completed")
+
+    # Written as people in Japan write it, with the trunk prefix.
+    second = await harness.submit_approved("Tokyo Line Two", country="JP", area_code="03")
+    again = await harness.wait(second.id, *COMPLETED_OR_FAILED)
+
+    assert again.status is RequestStatus.COMPLETED, again.failure
+    assert again.result.telephone_number == tokyo
+    assert again.result.order_id is None
+    counters = await harness.counters()
+    assert (counters["ordersCreated"], counters["ordersCompleted"]) == (1, 1)
+
+
 # --- contention and recovery -----------------------------------------------------------------
 
 
