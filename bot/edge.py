@@ -24,6 +24,7 @@ __all__ = [
     "is_loopback_host",
 ]
 
+
 class EdgeRefusal(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -8,10 +8,16 @@ import logging
 from aiohttp import web
 from botbuilder.core import Bot
 from botbuilder.integration.aiohttp import CloudAdapter
+from multidict import CIMultiDict
 
 from bot.activity_schema import ActivityShapeError, check_activity
-from bot.edge import EdgeRefusal, check_browser_request, check_content_type, check_host
-from bot.edge import check_service_url
+from bot.edge import (
+    EdgeRefusal,
+    check_browser_request,
+    check_content_type,
+    check_host,
+    check_service_url,
+)
 from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,12 +31,18 @@ def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"code": status, "message": message}}, status=status)
 
 
-async def _read_activity(request: web.Request, settings: Settings) -> dict[str, object]:
+async def _read_activity(request: web.Request, settings: Settings) -> web.Request:
+    """The request, checked, with its body read; refusals raise EdgeRefusal."""
     anonymous = not settings.bot_auth_enabled
     if anonymous:
         check_host(request.headers.get("Host"))
         check_browser_request(request.headers)
     check_content_type(request.headers.get("Content-Type"))
+    # botbuilder tests the header for the substring "application/json", case-sensitively;
+    # a valid "Application/JSON; charset=UTF-8" must not be refused there.
+    headers = CIMultiDict(request.headers)
+    headers["Content-Type"] = "application/json"
+    request = request.clone(headers=headers)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -50,12 +62,12 @@ async def _read_activity(request: web.Request, settings: Settings) -> dict[str, 
         anonymous=anonymous,
         allowed_hosts=settings.service_url_hosts,
     )
-    return dict(activity)
+    return request
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     try:
-        await _read_activity(request, request.app[EDGE_SETTINGS_KEY])
+        request = await _read_activity(request, request.app[EDGE_SETTINGS_KEY])
     except EdgeRefusal as refusal:
         return _problem(refusal.status, refusal.message)
     adapter = request.app[ADAPTER_KEY]
