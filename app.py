@@ -81,7 +81,7 @@ async def create_app(settings: Settings) -> web.Application:
             yield
 
     adapter = create_adapter(settings)
-    messenger = ProactiveMessenger(adapter, settings.app_id)
+    messenger = ProactiveMessenger(adapter, settings.app_id, settings.service_url_hosts)
 
     async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         notifier = CardNotifier(app[STORE_KEY], messenger, approvers=settings.approvers)
@@ -104,7 +104,7 @@ async def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([store_ctx, microsoft_ctx, notifier_ctx, engine_ctx])
     add_local_api(app, settings, SERVICE_KEY)
-    add_bot_routes(app, adapter)
+    add_bot_routes(app, adapter, settings)
     app.router.add_get("/healthz", healthz)
     if not settings.bot_auth_enabled:
         log.warning(

@@ -12,6 +12,7 @@ from botbuilder.integration.aiohttp import (
 )
 from botbuilder.schema import ActivityTypes
 
+from bot.connector_timeouts import with_connector_timeouts
 from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,13 @@ def create_adapter(settings: Settings) -> CloudAdapter:
         APP_TYPE=settings.app_type,
         APP_TENANTID=settings.app_tenant_id or "",
     )
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(configuration))
+    adapter = CloudAdapter(
+        with_connector_timeouts(
+            ConfigurationBotFrameworkAuthentication(configuration),
+            connect_s=settings.connector_connect_timeout_s,
+            read_s=settings.connector_read_timeout_s,
+        )
+    )
 
     async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         # The user gets a plain apology; the details stay in the log.
@@ -48,8 +55,9 @@ def create_adapter(settings: Settings) -> CloudAdapter:
                 "Sorry, something went wrong on my side. Nothing you sent was lost; "
                 "please try again in a moment."
             )
-        except Exception:
-            log.exception("could not tell the user about the error")
+        except Exception as apology_error:
+            # Usually the same dead connector: its traceback is already in the log above.
+            log.error("could not tell the user about the error: %r", apology_error)
 
     adapter.on_turn_error = on_turn_error
     return adapter

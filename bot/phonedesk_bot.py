@@ -419,7 +419,12 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         if turn_context.activity.name != ADAPTIVE_CARD_ACTION:
-            return await super().on_invoke_activity(turn_context)
+            response: InvokeResponse = await super().on_invoke_activity(turn_context)
+            if response is not None and response.status == 501:
+                # botbuilder's "not implemented" reads as a server fault; it is the client's.
+                name = str(turn_context.activity.name or "")[:40]
+                return _error_response(400, "NotSupported", f"PhoneDesk does not handle {name!r}.")
+            return response
         try:
             return await self._card_action(turn_context)
         except Exception:
@@ -437,6 +442,8 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
         if not isinstance(action, Mapping) or action.get("type") != "Action.Execute":
             return _error_response(400, "BadRequest", "Expected an Action.Execute.")
         verb = action.get("verb")
+        if not isinstance(verb, str):
+            return _error_response(400, "BadRequest", "The action's verb must be a string.")
         raw_data = action.get("data")
         data: Mapping[str, object] = raw_data if isinstance(raw_data, Mapping) else {}
         person = person_of(activity)

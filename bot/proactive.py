@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from pydantic import JsonValue
 
 from bot.activities import reference_from_json
 from bot.cards import adaptive_attachment
+from bot.edge import EdgeRefusal, check_service_url
 from bot.throttle import ConnectorThrottled
 
 __all__ = ["ProactiveMessenger", "card_attachment", "retry_after_seconds"]
@@ -66,15 +67,32 @@ def card_attachment(card: Mapping[str, Any]) -> Attachment:
 
 
 class ProactiveMessenger:
-    def __init__(self, adapter: CloudAdapter, bot_app_id: str) -> None:
+    def __init__(
+        self, adapter: CloudAdapter, bot_app_id: str, service_url_hosts: Iterable[str] = ()
+    ) -> None:
         self._adapter = adapter
         # Anonymous (local) mode has no app id; the adapter then sends without a token.
         self._bot_app_id = bot_app_id
+        self._service_url_hosts = tuple(service_url_hosts)
+
+    def _check_reference(self, service_url: str | None) -> None:
+        # /api/messages refuses such activities already; a reference stored before that
+        # check, or written into the database by hand, must not be followed either.
+        try:
+            check_service_url(
+                service_url or "",
+                anonymous=not self._bot_app_id,
+                allowed_hosts=self._service_url_hosts,
+            )
+        except EdgeRefusal as refusal:
+            raise ValueError(f"stored conversation reference refused: {refusal.message}") from None
 
     async def update_card(
         self, reference: Mapping[str, JsonValue], activity_id: str, card: Mapping[str, Any]
     ) -> None:
         """Replace the card in a message the bot sent earlier."""
+        conversation = reference_from_json(reference)
+        self._check_reference(conversation.service_url)
         failure: list[Exception] = []
 
         async def update(turn_context: TurnContext) -> None:
@@ -91,9 +109,7 @@ class ProactiveMessenger:
             except Exception as exc:
                 failure.append(exc)
 
-        await self._adapter.continue_conversation(
-            reference_from_json(reference), update, self._bot_app_id
-        )
+        await self._adapter.continue_conversation(conversation, update, self._bot_app_id)
         if failure:
             raise failure[0]
 
@@ -112,6 +128,7 @@ class ProactiveMessenger:
         replaces the whole message, so text beside the card would vanish at the first one.
         """
         channel_reference = reference_from_json(reference)
+        self._check_reference(channel_reference.service_url)
         channel_data: dict[str, Any] = {"channel": {"id": channel}}
         if tenant:
             channel_data["tenant"] = {"id": tenant}

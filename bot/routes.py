@@ -8,26 +8,68 @@ import logging
 from aiohttp import web
 from botbuilder.core import Bot
 from botbuilder.integration.aiohttp import CloudAdapter
+from multidict import CIMultiDict
+
+from bot.activity_schema import ActivityShapeError, check_activity
+from bot.edge import (
+    EdgeRefusal,
+    check_browser_request,
+    check_content_type,
+    check_host,
+    check_service_url,
+)
+from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ADAPTER_KEY = web.AppKey("bot_adapter", CloudAdapter)
 BOT_KEY = web.AppKey("bot", Bot)
+EDGE_SETTINGS_KEY = web.AppKey("bot_edge_settings", Settings)
 
 
 def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"code": status, "message": message}}, status=status)
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    if "application/json" not in request.headers.get("Content-Type", ""):
-        return _problem(415, "activities must be sent as application/json")
+async def _read_activity(request: web.Request, settings: Settings) -> web.Request:
+    """The request, checked, with its body read; refusals raise EdgeRefusal."""
+    anonymous = not settings.bot_auth_enabled
+    if anonymous:
+        check_host(request.headers.get("Host"))
+        check_browser_request(request.headers)
+    check_content_type(request.headers.get("Content-Type"))
+    # botbuilder tests the header for the substring "application/json", case-sensitively;
+    # a valid "Application/JSON; charset=UTF-8" must not be refused there.
+    headers = CIMultiDict(request.headers)
+    headers["Content-Type"] = "application/json"
+    request = request.clone(headers=headers)
     try:
-        body = await request.json()
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise EdgeRefusal(413, "the activity is larger than the bot accepts") from None
+    try:
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _problem(400, "the request body is not valid JSON")
-    if not isinstance(body, dict) or not body.get("type"):
-        return _problem(400, "the request body is not a Bot Framework activity (no 'type')")
+        raise EdgeRefusal(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise EdgeRefusal(400, "the request body is nested too deeply") from None
+    try:
+        activity = check_activity(body)
+    except ActivityShapeError as exc:
+        raise EdgeRefusal(400, str(exc)) from None
+    check_service_url(
+        str(activity["serviceUrl"]),
+        anonymous=anonymous,
+        allowed_hosts=settings.service_url_hosts,
+    )
+    return request
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    try:
+        request = await _read_activity(request, request.app[EDGE_SETTINGS_KEY])
+    except EdgeRefusal as refusal:
+        return _problem(refusal.status, refusal.message)
     adapter = request.app[ADAPTER_KEY]
     bot = request.app.get(BOT_KEY)
     if bot is None:
@@ -39,7 +81,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return response if response is not None else web.Response(status=201)
 
 
-def add_bot_routes(app: web.Application, adapter: CloudAdapter) -> None:
+def add_bot_routes(app: web.Application, adapter: CloudAdapter, settings: Settings) -> None:
     """Serve /api/messages; the bot itself is put under ``BOT_KEY`` once the app has started."""
     app[ADAPTER_KEY] = adapter
+    app[EDGE_SETTINGS_KEY] = settings
     app.router.add_post("/api/messages", messages)

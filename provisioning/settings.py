@@ -109,6 +109,25 @@ class Settings(BaseSettings):
     authority_host: str = AUTHORITY_HOST
     http_timeout_s: float = Field(30.0, gt=0)
 
+    # --- where the bot may send replies, and how long it waits for the Bot Connector
+    service_url_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "smba.trafficmanager.net",
+            "*.botframework.com",
+            "smba.infra.gcc.teams.microsoft.com",
+            "smba.infra.gov.teams.microsoft.us",
+            "smba.infra.dod.teams.microsoft.us",
+        ],
+        description="Bot Connector hosts an activity's serviceUrl may name (https only; "
+        "`*.` matches subdomains). Ignored without a MicrosoftAppId: then loopback only.",
+    )
+    connector_connect_timeout_s: float = Field(
+        3.0, gt=0, description="Connect timeout of each call to the Bot Connector."
+    )
+    connector_read_timeout_s: float = Field(
+        10.0, gt=0, description="Read timeout of each call to the Bot Connector."
+    )
+
     # --- who approves, and what gets provisioned
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     resource_account_app_id: str | None = Field(
@@ -140,7 +159,7 @@ class Settings(BaseSettings):
         "starting one in-process, so its tenant state outlives this process.",
     )
 
-    @field_validator("approvers", "fallback_skus", mode="before")
+    @field_validator("approvers", "fallback_skus", "service_url_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)

@@ -1,0 +1,3 @@
+from tests.bot.conftest import bot_settings, teams
+
+__all__ = ["bot_settings", "teams"]
