@@ -47,18 +47,17 @@ def _version() -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    # Kinds only: URLs and ports would map the deployment for whoever can reach this.
     store = request.app[STORE_KEY]
     microsoft = request.app[MICROSOFT_KEY]
+    settings = request.app[SETTINGS_KEY]
     database_ok = await asyncio.to_thread(store.ping)
     body = {
         "status": "ok" if database_ok else "degraded",
         "version": _version(),
         "database": {"ok": database_ok, "backend": store.backend},
-        "microsoft365": {
-            "mode": microsoft.mode,
-            "graph": microsoft.graph_base_url,
-            "teamsAdmin": microsoft.teams_admin_base_url,
-        },
+        "microsoft365": {"mode": microsoft.mode},
+        "bot": {"auth": "authenticated" if settings.bot_auth_enabled else "anonymous"},
     }
     return web.json_response(body, status=200 if database_ok else 503)
 

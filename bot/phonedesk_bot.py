@@ -453,7 +453,7 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
             return await self._dialog_action(turn_context, person, data)
         if verb in _REQUEST_VERBS:
             return await self._request_action(person, str(verb), data)
-        return _error_response(400, "NotSupported", f"Unknown action {str(verb)[:40]!r}.")
+        return _error_response(400, "NotSupported", f"Unknown action '{str(verb)[:40]}'.")
 
     async def _request_action(
         self, person: Person, verb: str, data: Mapping[str, object]

@@ -646,7 +646,7 @@ def _enum_arg(enum: type[EnumT]) -> Callable[[str], EnumT]:
         member = by_key.get(text.strip().casefold().replace("-", "_"))
         if member is None:
             choices = ", ".join(m.value for m in enum)
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of {choices}")
+            raise argparse.ArgumentTypeError(f"'{text}' is not one of {choices}")
         return member
 
     parse.__name__ = enum.__name__
@@ -661,7 +661,7 @@ def _statuses_arg(text: str) -> list[RequestStatus]:
 def _country_arg(text: str) -> str:
     code = text.strip().upper()
     if code not in ISO_COUNTRY_CODES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 3166 two-letter code, e.g. US")
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO 3166 two-letter code, e.g. US")
     return code
 
 
@@ -669,7 +669,7 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return value
@@ -1191,7 +1191,7 @@ def read_bulk_file(
             key = spec.display_name.casefold()
             if key in names:
                 problems.append(
-                    f"line {line}: display name {spec.display_name!r} is already on line "
+                    f"line {line}: display name '{spec.display_name}' is already on line "
                     f"{names[key]}"
                 )
                 continue

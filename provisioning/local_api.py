@@ -253,7 +253,7 @@ def _statuses(request: web.Request) -> list[RequestStatus]:
             statuses.append(RequestStatus(value))
         except ValueError:
             known = ", ".join(status.value for status in RequestStatus)
-            raise _BadInput(f"status: {value!r} is not one of {known}") from None
+            raise _BadInput(f"status: '{value}' is not one of {known}") from None
     return statuses
 
 
@@ -264,7 +264,7 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
     try:
         value = float(raw)
     except ValueError:
-        raise _BadInput(f"{name}: {raw!r} is not a number") from None
+        raise _BadInput(f"{name}: '{raw}' is not a number") from None
     if not low <= value <= high:
         raise _BadInput(f"{name}: must be from {low:g} to {high:g}")
     return value
@@ -423,7 +423,7 @@ class _LocalApi:
     async def numbers(self, request: web.Request) -> web.Response:
         country = request.query.get("country")
         if country is not None and country.strip().upper() not in ISO_COUNTRY_CODES:
-            raise _BadInput(f"country: {country!r} is not an ISO 3166 two-letter code, e.g. US")
+            raise _BadInput(f"country: '{country}' is not an ISO 3166 two-letter code, e.g. US")
         found = await self._service(request).numbers(country.strip() if country else None)
         return web.json_response({"numbers": [n.model_dump(mode="json") for n in found]})
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Annotated, Self
+from typing import Annotated, Final, Self
 
 from pydantic import (
     AfterValidator,
@@ -78,6 +78,33 @@ __all__ = [
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# Categories that render as nothing or reorder what follows: controls (Cc), format characters
+# such as bidi overrides and zero-width joiners (Cf), line and paragraph separators (Zl, Zp),
+# and unassigned or private-use code points whose look nobody can predict.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+
+
+def check_visible(name: str) -> None:
+    """Refuse a display name that could look like something else, saying which character."""
+    for position, ch in enumerate(name, start=1):
+        if _invisible(ch):
+            label = unicodedata.name(ch, "(a control character)")
+            raise ValueError(
+                "display name must not contain invisible or control characters, which can "
+                f"make it look like another name; found U+{ord(ch):04X} {label} at position "
+                f"{position}"
+            )
+
+
+def strip_invisible(name: str) -> str:
+    """A name from Teams, with anything that could disguise it removed."""
+    return "".join(ch for ch in name if not _invisible(ch)).strip()
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -296,7 +323,7 @@ class NumberRequest(_Frozen):
     def _country_is_iso(cls, value: str) -> str:
         code = value.strip().upper()
         if code not in ISO_COUNTRY_CODES:
-            raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. US")
+            raise ValueError(f"'{value}' is not an ISO 3166 two-letter country code, e.g. US")
         return code
 
     @field_validator("area_code", mode="before")
@@ -308,7 +335,7 @@ class NumberRequest(_Frozen):
         if code.casefold() in ("", "any"):
             return None
         if not re.fullmatch(r"\d{1,8}", code):
-            raise ValueError(f"area code {value!r} must be digits, e.g. 425, or 'any'")
+            raise ValueError(f"area code '{value}' must be digits, e.g. 425, or 'any'")
         return code
 
     @field_validator("area_code")
@@ -331,8 +358,7 @@ class NumberRequest(_Frozen):
                 f"display name is {len(name)} characters; "
                 f"Microsoft 365 allows at most {MAX_DISPLAY_NAME_LENGTH}"
             )
-        if any(unicodedata.category(ch) == "Cc" for ch in name):
-            raise ValueError("display name must not contain line breaks or control characters")
+        check_visible(name)
         return name
 
 
@@ -378,7 +404,7 @@ _TRANSLITERATIONS = str.maketrans(
 def _normalize_domain(domain: str) -> str:
     cleaned = domain.strip().removeprefix("@").lower()
     if not _DOMAIN.fullmatch(cleaned):
-        raise ValueError(f"{domain!r} is not a domain name such as contoso.onmicrosoft.com")
+        raise ValueError(f"'{domain}' is not a domain name such as contoso.onmicrosoft.com")
     return cleaned
 
 
@@ -386,23 +412,23 @@ def validate_upn(upn: str) -> str:
     """Check a UPN against Entra's rules; return it unchanged or raise ValueError saying why."""
     local, at, domain = upn.rpartition("@")
     if not at or not local:
-        raise ValueError(f"{upn!r} is not of the form name@domain")
+        raise ValueError(f"'{upn}' is not of the form name@domain")
     _normalize_domain(domain)
     if len(upn) > MAX_UPN_LENGTH:
-        raise ValueError(f"{upn!r} is {len(upn)} characters; at most {MAX_UPN_LENGTH} allowed")
+        raise ValueError(f"'{upn}' is {len(upn)} characters; at most {MAX_UPN_LENGTH} allowed")
     if len(local) > MAX_UPN_LOCAL_LENGTH:
         raise ValueError(
             f"the name before '@' is {len(local)} characters; "
             f"at most {MAX_UPN_LOCAL_LENGTH} allowed"
         )
     if not _UPN_LOCAL_CHARS.fullmatch(local):
-        raise ValueError(f"{local!r} may only contain letters A-Z, digits and ' . - _ ! # ^ ~")
+        raise ValueError(f"'{local}' may only contain letters A-Z, digits and ' . - _ ! # ^ ~")
     if local.startswith("."):
-        raise ValueError(f"{local!r} must not start with '.'")
+        raise ValueError(f"'{local}' must not start with '.'")
     if local.endswith("."):
-        raise ValueError(f"{local!r} must not end with '.' right before '@'")
+        raise ValueError(f"'{local}' must not end with '.' right before '@'")
     if ".." in local:
-        raise ValueError(f"{local!r} must not contain '..'")
+        raise ValueError(f"'{local}' must not contain '..'")
     return upn
 
 
@@ -482,19 +508,19 @@ def derive_upn(
     domain = _normalize_domain(domain)
     limit = _local_limit(domain)
     if limit < 1:
-        raise ValueError(f"domain {domain!r} is too long to leave room for a user name")
+        raise ValueError(f"domain '{domain}' is too long to leave room for a user name")
     if prefix and not _UPN_LOCAL_CHARS.fullmatch(prefix):
-        raise ValueError(f"UPN prefix {prefix!r} contains characters Entra does not allow")
+        raise ValueError(f"UPN prefix '{prefix}' contains characters Entra does not allow")
     stem = _local_part_from(display_name)
     if not stem:
         raise ValueError(
-            f"display name {display_name!r} has no letters or digits usable in a user name; "
+            f"display name '{display_name}' has no letters or digits usable in a user name; "
             "include some Latin letters or digits"
         )
     local = _fit(f"{prefix}{stem}", limit).lstrip(".")
     if not local:
         raise ValueError(
-            f"cannot build a user name from {display_name!r} within {limit} characters"
+            f"cannot build a user name from '{display_name}' within {limit} characters"
         )
     upn = validate_upn(f"{local}@{domain}")
     is_taken = _taken_predicate(taken)
@@ -529,7 +555,7 @@ def parse_request_id(text: str) -> str:
     if not candidate.startswith(REQUEST_ID_PREFIX):
         candidate = REQUEST_ID_PREFIX + candidate
     if not _REQUEST_ID.fullmatch(candidate):
-        raise ValueError(f"{text!r} is not a request id such as PD-7K3Q")
+        raise ValueError(f"'{text}' is not a request id such as PD-7K3Q")
     return candidate
 
 
@@ -538,6 +564,11 @@ class Person(_Frozen):
 
     aad_object_id: Annotated[str, StringConstraints(min_length=1)]
     display_name: str = ""
+
+    @field_validator("display_name")
+    @classmethod
+    def _no_disguise(cls, value: str) -> str:
+        return strip_invisible(value)
 
 
 class Decision(_Frozen):

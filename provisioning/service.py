@@ -134,7 +134,7 @@ class ProvisioningService:
             ok=True,
             message=(
                 f"{request.id} submitted: a {spec.country} number ({where}) for "
-                f"{spec.display_name!r}, proposed user name {upn}. Waiting for an approver."
+                f"'{spec.display_name}', proposed user name {upn}. Waiting for an approver."
             ),
             request=request,
         )

@@ -8,9 +8,11 @@ environment variable, so nothing silently becomes "".
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     Field,
@@ -246,11 +248,26 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "settings"
     field = str(loc[0])
-    info = Settings.model_fields.get(field)
-    if info is not None and isinstance(info.validation_alias, AliasChoices):
-        return str(info.validation_alias.choices[0])
+    for name, info in Settings.model_fields.items():
+        # pydantic reports a field read through an alias under that alias's name.
+        if not isinstance(info.validation_alias, AliasChoices):
+            continue
+        names = [str(choice) for choice in info.validation_alias.choices]
+        if field == name or field in names:
+            return next((n for n in names if _was_set(n)), names[0])
     parts = [str(p) for p in loc]
     return ENV_PREFIX + "__".join(parts).upper()
+
+
+def _was_set(name: str) -> bool:
+    """Whether the user set this variable, so an error names the one they actually typed."""
+    wanted = name.casefold()
+    if any(key.casefold() == wanted for key in os.environ):
+        return True
+    env_file = Settings.model_config.get("env_file")
+    if isinstance(env_file, str) and Path(env_file).is_file():
+        return any(key.casefold() == wanted for key in dotenv_values(env_file))
+    return False
 
 
 def load_settings(**overrides: Any) -> Settings:

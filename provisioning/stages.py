@@ -782,7 +782,7 @@ class Provisioner:
             upn = derive_upn(request.display_name, self._settings.effective_upn_domain, taken=taken)
         except ValueError as exc:
             raise NeedsHuman(
-                f"Cannot make a user name from {request.display_name!r}: {exc}. "
+                f"Cannot make a user name from '{request.display_name}': {exc}. "
                 "Cancel and request again with another display name.",
                 retryable=False,
             ) from exc

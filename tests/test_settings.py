@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from provisioning.settings import (
@@ -135,4 +137,24 @@ def test_a_real_tenant_needs_a_upn_domain(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_bad_simulator_knob_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHONEDESK_SIMULATOR__TIME_SCALE", "-1")
     with pytest.raises(ConfigError, match="PHONEDESK_SIMULATOR__TIME_SCALE"):
+        load_settings()
+
+
+@pytest.mark.parametrize("variable", ["MicrosoftAppType", "PHONEDESK_APP_TYPE"])
+def test_a_bad_value_is_reported_under_the_name_the_user_set(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "Nonsense")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    problems = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in problems] == [variable]
+
+
+def test_a_bad_value_in_dot_env_is_reported_under_its_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PHONEDESK_APP_TYPE=Nonsense\n")
+    with pytest.raises(ConfigError, match=r"PHONEDESK_APP_TYPE:"):
         load_settings()

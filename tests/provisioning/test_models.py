@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -148,6 +149,31 @@ def test_display_name_may_be_256_characters_but_not_257() -> None:
 def test_display_name_refuses_blank_and_control_characters(name: str) -> None:
     with pytest.raises(ValidationError, match="display name"):
         NumberRequest(country="US", display_name=name)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Support \u202egnp.exe", "U+202E RIGHT-TO-LEFT OVERRIDE at position 9"),
+        ("Pay\u200broll", "U+200B ZERO WIDTH SPACE at position 4"),
+        ("\u2066Admin\u2069", "U+2066 LEFT-TO-RIGHT ISOLATE at position 1"),
+        ("Help\u2028Desk", "U+2028 LINE SEPARATOR at position 5"),
+        ("Soft\u00adHyphen", "U+00AD SOFT HYPHEN at position 5"),
+        ("Bell\x07", "U+0007 (a control character) at position 5"),
+    ],
+)
+def test_display_name_refuses_characters_that_disguise_it(name: str, expected: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        NumberRequest(country="US", display_name=name)
+
+
+def test_display_name_keeps_visible_non_latin_text() -> None:
+    assert NumberRequest(country="JP", display_name="サポート窓口").display_name == "サポート窓口"
+
+
+def test_a_teams_name_loses_what_could_disguise_it() -> None:
+    person = Person(aad_object_id="x", display_name="Mallory\u200b \u202eAdmin\u202c")
+    assert person.display_name == "Mallory Admin"
 
 
 def test_number_type_uses_teams_names() -> None:
