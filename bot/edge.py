@@ -9,10 +9,11 @@ Agents Playground and the tests are server-to-server callers on loopback; they s
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from email.message import Message
 from urllib.parse import urlsplit
+
+from provisioning.settings import is_loopback_host
 
 __all__ = [
     "EdgeRefusal",
@@ -21,7 +22,6 @@ __all__ = [
     "check_host",
     "check_service_url",
     "host_allowed",
-    "is_loopback_host",
 ]
 
 
@@ -30,19 +30,6 @@ class EdgeRefusal(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def is_loopback_host(host: str) -> bool:
-    """``host`` is a name or address (no port) that can only mean this machine."""
-    name = host.strip().rstrip(".").lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of_authority(authority: str) -> str | None:

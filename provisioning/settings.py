@@ -226,7 +226,7 @@ class Settings(BaseSettings):
 
     def check_bind_address(self) -> None:
         """Anonymous bot traffic is only acceptable on loopback."""
-        if self.bot_auth_enabled or _is_loopback(self.host):
+        if self.bot_auth_enabled or is_loopback_host(self.host):
             return
         raise ConfigError(
             f"refusing to listen on {self.host}: without MicrosoftAppId/MicrosoftAppPassword the "
@@ -235,13 +235,24 @@ class Settings(BaseSettings):
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+def is_loopback_host(host: str) -> bool:
+    """``host``, a name or an address without a port, can only mean this machine.
+
+    One answer for where the bot may listen anonymously and for which ``Host``, ``Origin``
+    and ``serviceUrl`` it accepts then. (The local API's peer check takes addresses only.)
+    """
+    name = host.strip().rstrip(".").lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
