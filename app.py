@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from bot.adapter import create_adapter
+from bot.adapter import create_adapter, create_token_validator
 from bot.notifier import CardNotifier
 from bot.phonedesk_bot import PhoneDeskBot
 from bot.proactive import ProactiveMessenger
@@ -79,7 +79,20 @@ async def create_app(settings: Settings) -> web.Application:
             app[MICROSOFT_KEY] = microsoft
             yield
 
-    adapter = create_adapter(settings)
+    validator = create_token_validator(settings)
+    adapter = create_adapter(settings, validator)
+
+    async def token_keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        if validator is None:
+            yield
+            return
+        # Loaded in the background: start-up does not wait on Microsoft, and a first
+        # activity that arrives meanwhile joins this fetch instead of starting another.
+        warming = asyncio.create_task(validator.keys.warm())
+        yield
+        warming.cancel()
+        await validator.keys.aclose()
+
     messenger = ProactiveMessenger(adapter, settings.app_id, settings.service_url_hosts)
 
     async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -101,9 +114,9 @@ async def create_app(settings: Settings) -> web.Application:
             )
             yield
 
-    app.cleanup_ctx.extend([store_ctx, microsoft_ctx, notifier_ctx, engine_ctx])
+    app.cleanup_ctx.extend([token_keys_ctx, store_ctx, microsoft_ctx, notifier_ctx, engine_ctx])
     add_local_api(app, settings, SERVICE_KEY)
-    add_bot_routes(app, adapter, settings)
+    add_bot_routes(app, adapter, settings, validator)
     app.router.add_get("/healthz", healthz)
     if not settings.bot_auth_enabled:
         log.warning(

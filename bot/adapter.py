@@ -12,6 +12,7 @@ from botbuilder.integration.aiohttp import (
 )
 from botbuilder.schema import ActivityTypes
 
+from bot.channel_auth import ChannelTokenValidator, SigningKeys, with_channel_tokens
 from bot.connector_timeouts import with_connector_timeouts
 from provisioning.settings import Settings
 
@@ -28,7 +29,20 @@ class _BotFrameworkConfiguration:
     APP_TENANTID: str
 
 
-def create_adapter(settings: Settings) -> CloudAdapter:
+def create_token_validator(settings: Settings) -> ChannelTokenValidator | None:
+    """The check of inbound Bot Framework tokens; None without a MicrosoftAppId (anonymous).
+
+    Its signing keys hold an HTTP client: close them (``validator.keys.aclose()``) on shutdown.
+    """
+    if not settings.bot_auth_enabled:
+        return None
+    keys = SigningKeys(settings.bot_openid_metadata_url, timeout_s=settings.bot_keys_timeout_s)
+    return ChannelTokenValidator(settings.app_id, keys)
+
+
+def create_adapter(settings: Settings, validator: ChannelTokenValidator | None) -> CloudAdapter:
+    if settings.bot_auth_enabled and validator is None:
+        raise ValueError("an authenticated bot needs a token validator")
     password = settings.app_password.get_secret_value() if settings.app_password else ""
     configuration = _BotFrameworkConfiguration(
         APP_ID=settings.app_id,
@@ -38,7 +52,7 @@ def create_adapter(settings: Settings) -> CloudAdapter:
     )
     adapter = CloudAdapter(
         with_connector_timeouts(
-            ConfigurationBotFrameworkAuthentication(configuration),
+            with_channel_tokens(ConfigurationBotFrameworkAuthentication(configuration), validator),
             connect_s=settings.connector_connect_timeout_s,
             read_s=settings.connector_read_timeout_s,
         )

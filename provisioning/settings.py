@@ -32,6 +32,7 @@ CALL_QUEUE_APP_ID = "11cd3e2e-fccb-42ad-ad00-878b93575e07"
 GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 TEAMS_ADMIN_BASE_URL = "https://api.interfaces.records.teams.microsoft.com"
 AUTHORITY_HOST = "https://login.microsoftonline.com"
+BOT_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 
 # The embedded simulator runs fast enough for a demo: 17.5 minutes of propagation take ~5 s.
 DEMO_TIME_SCALE = 0.005
@@ -128,6 +129,17 @@ class Settings(BaseSettings):
     )
     connector_read_timeout_s: float = Field(
         10.0, gt=0, description="Read timeout of each call to the Bot Connector."
+    )
+    bot_openid_metadata_url: str = Field(
+        BOT_OPENID_METADATA_URL,
+        description="Where Bot Framework publishes the keys that sign the tokens on incoming "
+        "activities. Change it only for a sovereign cloud.",
+    )
+    bot_keys_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=30,
+        description="Total time allowed to fetch Bot Framework's OpenID metadata and keys.",
     )
 
     # --- who approves, and what gets provisioned

@@ -73,7 +73,7 @@ def test_the_allow_list_is_a_comma_separated_setting(
 async def test_a_stored_reference_to_a_public_host_is_not_followed_without_an_app_id(
     tmp_path: Path,
 ) -> None:
-    messenger = ProactiveMessenger(create_adapter(make_settings(tmp_path)), "")
+    messenger = ProactiveMessenger(create_adapter(make_settings(tmp_path), None), "")
     reference: dict[str, JsonValue] = {
         "serviceUrl": "https://attacker.example/",
         "channelId": "msteams",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,31 +14,17 @@ from bot.adapter import create_adapter
 from tests.bot.teams import RITA, Teams, personal
 from tests.connector import RecordingConnector
 from tests.provisioning.conftest import make_settings
-
-
-@pytest.fixture
-async def black_hole() -> AsyncIterator[str]:
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/"
-    for writer in held:
-        writer.close()
-    server.close()
+from tests.reliability.conftest import BlackHole
 
 
 async def test_a_turn_ends_within_a_bound_when_the_connector_never_answers(
     tmp_path: Path,
     aiohttp_client: AiohttpClient,
-    black_hole: str,
+    black_hole: BlackHole,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = make_settings(tmp_path, connector_read_timeout_s=1.0)
-    teams = Teams(aiohttp_client, settings, RecordingConnector(), black_hole)
+    teams = Teams(aiohttp_client, settings, RecordingConnector(), black_hole.url)
     await teams.start()
     caplog.set_level(logging.INFO)
 
@@ -59,7 +43,7 @@ async def test_a_turn_ends_within_a_bound_when_the_connector_never_answers(
 
 
 async def test_connector_clients_get_the_configured_timeouts(tmp_path: Path) -> None:
-    adapter = create_adapter(make_settings(tmp_path))
+    adapter = create_adapter(make_settings(tmp_path), None)
     factory = adapter.bot_framework_authentication.create_connector_factory(
         ClaimsIdentity({}, is_authenticated=False)
     )
