@@ -39,6 +39,8 @@ from sqlalchemy.exc import IntegrityError
 
 from provisioning.errors import ProvisioningError
 from provisioning.models import (
+    AUDITED_ONCE,
+    AuditAction,
     AuditEntry,
     AuditResult,
     NumberRequest,
@@ -46,10 +48,12 @@ from provisioning.models import (
     Request,
     RequestStatus,
     StageEvent,
+    StageJournal,
     StageState,
     TelephoneNumber,
     can_transition,
     new_request_id,
+    once_key,
     utc_now,
 )
 from provisioning.sqlite_writes import serialized_writes
@@ -70,7 +74,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ID_ATTEMPTS = 20
 _IMMEDIATE = "phonedesk_begin_immediate"
@@ -228,6 +232,22 @@ stage_history_table = sa.Table(
     sa.Column("error", sa.Text),
 )
 
+request_journal_table = sa.Table(
+    "request_journal",
+    metadata,
+    sa.Column(
+        "request_id",
+        sa.String(16),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("orders_asked", sa.Integer, nullable=False),
+    sa.Column("account_asked_upn", sa.String(256)),
+    sa.Column("synced_account_id", sa.String(64)),
+    sa.Column("deleted_account_id", sa.String(64)),
+    sa.Column("audited", _json(), nullable=False),
+)
+
 # No foreign key to requests: refused attempts on ids that do not exist are audited too.
 audit_log_table = sa.Table(
     "audit_log",
@@ -294,8 +314,70 @@ settings_kv_table = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
+
+def _journal_from_audit(entries: Iterable[RowMapping]) -> StageJournal:
+    """What schema 1 kept only in the audit trail, read back once when upgrading."""
+    orders = 0
+    asked: str | None = None
+    synced: str | None = None
+    deleted: str | None = None
+    audited: set[str] = set()
+    for entry in entries:
+        action, details = entry["action"], entry["details"] or {}
+        if action in (AuditAction.ORDER_REQUESTED, AuditAction.ORDER_PLACED):
+            _, _, attempt = str(details.get("order", "")).rpartition("-")
+            orders = max(orders, int(attempt) if attempt.isdigit() else 0)
+        elif action == AuditAction.ACCOUNT_CREATE_REQUESTED:
+            asked = details.get("upn")
+        elif action == AuditAction.ACCOUNT_CREATE_REFUSED and details.get("upn") == asked:
+            asked = None
+        elif action == AuditAction.ACCOUNT_SYNCED:
+            synced = details.get("account_id")
+        elif action == AuditAction.ACCOUNT_DELETED:
+            deleted = details.get("account_id")
+        if action in AUDITED_ONCE and AUDITED_ONCE[AuditAction(action)] in details:
+            audited.add(once_key(AuditAction(action), details))
+    return StageJournal(
+        orders_asked=orders,
+        account_asked_upn=asked,
+        synced_account_id=synced,
+        deleted_account_id=deleted,
+        audited=frozenset(audited),
+    )
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    # Schema 2 keeps the stages' memory in request_journal; requests in flight during the
+    # upgrade must not forget an order or an account they asked for.
+    ids = conn.execute(sa.select(requests_table.c.id)).scalars().all()
+    for request_id in ids:
+        entries = (
+            conn.execute(
+                sa.select(audit_log_table)
+                .where(audit_log_table.c.request_id == request_id)
+                .order_by(audit_log_table.c.id)
+            )
+            .mappings()
+            .all()
+        )
+        journal = _journal_from_audit(entries)
+        if journal != StageJournal():
+            conn.execute(request_journal_table.insert().values(_journal_row(request_id, journal)))
+
+
+def _journal_row(request_id: str, journal: StageJournal) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "orders_asked": journal.orders_asked,
+        "account_asked_upn": journal.account_asked_upn,
+        "synced_account_id": journal.synced_account_id,
+        "deleted_account_id": journal.deleted_account_id,
+        "audited": sorted(journal.audited),
+    }
+
+
 # Steps from version N to N+1, keyed by N+1. Version 1 is the first schema.
-_MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {}
+_MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {2: _migrate_to_2}
 
 _telephone_number = TypeAdapter(TelephoneNumber)
 
@@ -690,34 +772,46 @@ class Store:
         self,
         *,
         actor: str,
-        action: str,
+        action: AuditAction | str,
         request_id: str | None = None,
         result: AuditResult = AuditResult.OK,
         details: Mapping[str, JsonValue] | None = None,
     ) -> AuditEntry:
-        at = self._clock()
         payload = dict(details or {})
         with self._write() as conn:
-            entry_id = conn.execute(
-                audit_log_table.insert()
-                .values(
-                    request_id=request_id,
-                    actor=actor,
-                    action=action,
-                    at=at,
-                    result=result.value,
-                    details=payload,
-                )
-                .returning(audit_log_table.c.id)
-            ).scalar_one()
+            self._note_audited(conn, request_id, action, payload)
+            return self._insert_audit(conn, actor, action, request_id, result, payload)
+
+    def _insert_audit(
+        self,
+        conn: Connection,
+        actor: str,
+        action: AuditAction | str,
+        request_id: str | None,
+        result: AuditResult,
+        details: dict[str, JsonValue],
+    ) -> AuditEntry:
+        at = self._clock()
+        entry_id = conn.execute(
+            audit_log_table.insert()
+            .values(
+                request_id=request_id,
+                actor=actor,
+                action=str(action),
+                at=at,
+                result=result.value,
+                details=details,
+            )
+            .returning(audit_log_table.c.id)
+        ).scalar_one()
         return AuditEntry(
             id=entry_id,
             request_id=request_id,
             actor=actor,
-            action=action,
+            action=str(action),
             at=at,
             result=result,
-            details=payload,
+            details=details,
         )
 
     def list_audit(
@@ -732,6 +826,75 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(query).mappings().all()
         return [AuditEntry.model_validate(dict(row)) for row in reversed(rows)]
+
+    # --- the stages' journal ---------------------------------------------------------------
+
+    def load_journal(self, request_id: str) -> StageJournal:
+        with self._read() as conn:
+            return self._journal(conn, request_id)
+
+    def update_journal(self, request_id: str, **changes: str | int | None) -> StageJournal:
+        """Set some fields of a request's journal in one transaction; returns it."""
+        with self._write() as conn:
+            journal = self._journal(conn, request_id, lock=True).model_copy(update=changes)
+            self._save_journal(conn, request_id, journal)
+            return StageJournal.model_validate(journal.model_dump())
+
+    def audit_once(
+        self,
+        *,
+        actor: str,
+        action: AuditAction,
+        request_id: str,
+        details: Mapping[str, JsonValue],
+    ) -> AuditEntry | None:
+        """Audit an effect unless it was audited before (see ``AUDITED_ONCE``)."""
+        payload = dict(details)
+        with self._write() as conn:
+            if not self._note_audited(conn, request_id, action, payload):
+                return None
+            return self._insert_audit(conn, actor, action, request_id, AuditResult.OK, payload)
+
+    def _note_audited(
+        self,
+        conn: Connection,
+        request_id: str | None,
+        action: AuditAction | str,
+        details: Mapping[str, JsonValue],
+    ) -> bool:
+        """Record that an ``AUDITED_ONCE`` effect is audited; False if it already was."""
+        if request_id is None or action not in AUDITED_ONCE:
+            return True
+        kind = AuditAction(action)
+        if AUDITED_ONCE[kind] not in details:
+            return True
+        key = once_key(kind, details)
+        journal = self._journal(conn, request_id, lock=True)
+        if key in journal.audited:
+            return False
+        self._save_journal(
+            conn, request_id, journal.model_copy(update={"audited": journal.audited | {key}})
+        )
+        return True
+
+    @staticmethod
+    def _journal(conn: Connection, request_id: str, *, lock: bool = False) -> StageJournal:
+        query = sa.select(request_journal_table).where(
+            request_journal_table.c.request_id == request_id
+        )
+        row = conn.execute(query.with_for_update() if lock else query).mappings().one_or_none()
+        if row is None:
+            return StageJournal()
+        fields = {name: row[name] for name in StageJournal.model_fields}
+        return StageJournal.model_validate({**fields, "audited": frozenset(row["audited"])})
+
+    def _save_journal(self, conn: Connection, request_id: str, journal: StageJournal) -> None:
+        row = _journal_row(request_id, journal)
+        del row["request_id"]
+        try:
+            self._upsert(conn, request_journal_table, {"request_id": request_id}, row)
+        except sa.exc.IntegrityError:
+            raise RequestNotFound(request_id) from None
 
     # --- number claims -------------------------------------------------------------------
 

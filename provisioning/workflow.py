@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict
 from provisioning.microsoft.graph import GraphClient
 from provisioning.microsoft.teams_admin import TeamsAdminClient
 from provisioning.models import (
+    AuditAction,
     AuditResult,
     Failure,
     Request,
@@ -309,9 +310,9 @@ class ProvisioningEngine(DBOSConfiguredInstance):
             RequestStatus.EXPIRED,
         )
         if expired is not None:
-            await self._provisioner.audit(
+            await self._provisioner.journal.audit(
                 request_id,
-                "request.expired",
+                AuditAction.REQUEST_EXPIRED,
                 timeout_s=self._settings.approval_timeout_s,
             )
 
@@ -323,7 +324,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         if started is None:
             # Cancelled meanwhile: the cancellation is published when it is done.
             return await self._snapshot_now(request_id)
-        await self._provisioner.audit(request_id, "provisioning.started")
+        await self._provisioner.journal.audit(request_id, AuditAction.PROVISIONING_STARTED)
         update = {"request": started.model_dump(mode="json")}
         await self._publish(update)
         return update
@@ -377,11 +378,11 @@ class ProvisioningEngine(DBOSConfiguredInstance):
             # Cancelled meanwhile: the cancellation is published when it is done.
             return await self._snapshot_now(request_id)
         if reason is None:
-            await self._provisioner.audit(request_id, "provisioning.completed")
+            await self._provisioner.journal.audit(request_id, AuditAction.PROVISIONING_COMPLETED)
         else:
-            await self._provisioner.audit(
+            await self._provisioner.journal.audit(
                 request_id,
-                "provisioning.failed",
+                AuditAction.PROVISIONING_FAILED,
                 AuditResult.FAILED,
                 stage=reason.stage.value,
                 reason=reason.reason,
@@ -427,7 +428,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
                 )
             self._store.append_audit(
                 actor=WORKFLOW_ACTOR,
-                action="cancellation.compensated",
+                action=AuditAction.CANCELLATION_COMPENSATED,
                 request_id=request_id,
                 result=AuditResult.OK if undo.problem is None else AuditResult.FAILED,
                 details={"undone": list(undo.undone), "problem": undo.problem},
@@ -446,7 +447,7 @@ class ProvisioningEngine(DBOSConfiguredInstance):
         await asyncio.to_thread(
             lambda: self._store.append_audit(
                 actor=actor,
-                action="release.completed",
+                action=AuditAction.RELEASE_COMPLETED,
                 request_id=request_id,
                 result=AuditResult.OK if undo.problem is None else AuditResult.FAILED,
                 details={"undone": list(undo.undone), "problem": undo.problem},

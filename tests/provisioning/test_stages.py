@@ -168,9 +168,9 @@ def on_fakes(
 async def wait_ready(
     provisioner: Provisioner, clock: Clock, account_id: str, created_at: float
 ) -> None:
-    provisioner._created[account_id] = created_at
+    provisioner.timings.created[account_id] = created_at
     ctx = on_clock(clock)
-    await provisioner._wait_ready(ctx, account_id, f"{account_id}@contoso.test", "app")
+    await provisioner.accounts.wait_ready(ctx, account_id, f"{account_id}@contoso.test", "app")
 
 
 async def test_a_new_account_is_first_looked_at_when_earlier_ones_were_ready(
@@ -222,8 +222,12 @@ async def test_operations_are_first_looked_at_near_how_long_recent_ones_took(
     for n in range(12):
         graph.started[f"op-{n}"] = clock.now
         before = len(graph.looks)
-        operation = await provisioner._wait_operation(
-            ctx, f"op-{n}", started=clock.now, floor=provisioner.assignment
+        operation = await provisioner.timings.wait_operation(
+            ctx,
+            cast(GraphClient, graph),
+            f"op-{n}",
+            started=clock.now,
+            floor=provisioner.timings.assignment,
         )
         assert operation.status is OperationStatus.SUCCEEDED
         looks_per_operation.append(graph.looks[before:])
@@ -284,7 +288,7 @@ async def test_creating_an_account_goes_ahead_of_every_other_call_oldest_request
                 priority=request.created_at.timestamp(),
             )
             ages.append(request.created_at.timestamp())
-            await provisioner._find_or_create_account(
+            await provisioner.accounts.find_or_create(
                 ctx, request, f"{name.split()[0].lower()}@contoso.test", "app"
             )
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
 from provisioning.models import (
+    AuditAction,
     AuditResult,
     Decision,
     Failure,
@@ -20,6 +21,7 @@ from provisioning.models import (
     Request,
     RequestStatus,
     Stage,
+    StageJournal,
     StageState,
     StageStatus,
 )
@@ -365,7 +367,98 @@ def test_audit_is_append_only_and_ordered(store: Store, clock: Clock) -> None:
     assert [e.action for e in store.list_audit()] == ["submit", "number.claimed", "approve"]
     assert [e.action for e in store.list_audit(limit=2)] == ["number.claimed", "approve"]
     audit_api = {name for name in dir(Store) if "audit" in name and not name.startswith("_")}
-    assert audit_api == {"append_audit", "list_audit"}
+    # audit_once appends too, or not at all; nothing updates or deletes an entry.
+    assert audit_api == {"append_audit", "audit_once", "list_audit"}
+
+
+# --- the stages' journal -----------------------------------------------------------------
+
+
+def test_the_journal_keeps_what_the_stages_asked_for_across_a_restart(
+    store: Store, url: str, clock: Clock
+) -> None:
+    request = submit(store)
+    assert store.load_journal(request.id) == StageJournal()
+    store.update_journal(request.id, orders_asked=2, account_asked_upn="a@contoso.test")
+    store.update_journal(request.id, synced_account_id="acc-1")
+
+    with Store(url, clock=clock) as reopened:
+        journal = reopened.load_journal(request.id)
+    assert journal.orders_asked == 2
+    assert journal.account_asked_upn == "a@contoso.test"
+    assert journal.synced_account_id == "acc-1"
+
+
+def test_an_effect_is_audited_once_however_often_a_pass_repeats_it(store: Store) -> None:
+    request = submit(store)
+    first = store.append_audit(
+        actor="workflow",
+        action=AuditAction.ACCOUNT_CREATED,
+        request_id=request.id,
+        details={"upn": "a@contoso.test", "account_id": "acc-1"},
+    )
+    again = store.audit_once(
+        actor="workflow",
+        action=AuditAction.ACCOUNT_CREATED,
+        request_id=request.id,
+        details={"upn": "a@contoso.test", "account_id": "acc-1"},
+    )
+    other = store.audit_once(
+        actor="workflow",
+        action=AuditAction.ACCOUNT_CREATED,
+        request_id=request.id,
+        details={"upn": "b@contoso.test", "account_id": "acc-2"},
+    )
+
+    assert again is None
+    assert other is not None
+    assert store.list_audit(request.id) == [first, other]
+
+
+def test_the_journal_of_an_unknown_request_cannot_be_written(store: Store) -> None:
+    with pytest.raises(RequestNotFound):
+        store.update_journal("PD-9999", orders_asked=1)
+
+
+def test_upgrading_from_schema_1_recovers_the_journal_from_the_audit_trail(
+    url: str, clock: Clock
+) -> None:
+    # A request in flight while PhoneDesk is upgraded must not forget what it asked for.
+    with Store(url, clock=clock) as old:
+        request = submit(old)
+        for action, details in [
+            ("order.requested", {"order": f"phonedesk-{request.id}-1"}),
+            ("order.requested", {"order": f"phonedesk-{request.id}-2"}),
+            ("account.create.requested", {"upn": "a@contoso.test"}),
+            ("account.create.refused", {"upn": "a@contoso.test"}),
+            ("account.create.requested", {"upn": "b@contoso.test"}),
+            ("account.created", {"upn": "b@contoso.test", "account_id": "acc-2"}),
+            ("account.synced", {"account_id": "acc-2"}),
+        ]:
+            old.append_audit(
+                actor="workflow", action=action, request_id=request.id, details=details
+            )
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP TABLE request_journal")
+        raw.execute("UPDATE schema_version SET version = 1")
+
+    with Store(url, clock=clock) as upgraded:
+        journal = upgraded.load_journal(request.id)
+        assert upgraded.schema_version() == SCHEMA_VERSION
+        assert journal.orders_asked == 2
+        assert journal.account_asked_upn == "b@contoso.test"
+        assert journal.synced_account_id == "acc-2"
+        assert "account.created:acc-2" in journal.audited
+        assert (
+            upgraded.audit_once(
+                actor="workflow",
+                action=AuditAction.ACCOUNT_SYNCED,
+                request_id=request.id,
+                details={"account_id": "acc-2"},
+            )
+            is None
+        )
 
 
 # --- number claims -----------------------------------------------------------------------
