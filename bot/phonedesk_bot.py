@@ -75,11 +75,8 @@ from dialogs import (
     load_state,
 )
 from provisioning.models import (
-    OPEN_STATUSES,
     Person,
     Request,
-    RequestStatus,
-    derive_upn,
     parse_request_id,
     utc_now,
 )
@@ -369,7 +366,7 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
 
     async def _dialog_context(self) -> DialogContext:
         offer = await self._offers.get()
-        taken = await self._promised_upns()
+        taken = await self._service.taken_upns()
         registered = await load_approvals_channel(self._store) is not None
         return DialogContext(
             offer=offer,
@@ -377,23 +374,6 @@ class PhoneDeskBot(TeamsActivityHandler):  # type: ignore[misc]
             is_upn_taken=lambda upn: upn.casefold() in taken,
             approvals_channel_registered=registered,
         )
-
-    async def _promised_upns(self) -> frozenset[str]:
-        """UPNs that requests in flight or completed hold or will create."""
-        requests = await asyncio.to_thread(
-            self._store.request_names, [*OPEN_STATUSES, RequestStatus.COMPLETED]
-        )
-        domain = self._settings.effective_upn_domain
-        upns = set()
-        for request in requests:
-            upn = request.upn
-            if upn is None:
-                try:
-                    upn = derive_upn(request.display_name, domain)
-                except ValueError:
-                    continue
-            upns.add(upn.casefold())
-        return frozenset(upns)
 
     async def _submit(self, person: Person, submitted: Submitted) -> Outcome:
         """Hand a confirmed draft to the service, once: a second click finds the first."""

@@ -180,6 +180,10 @@ OPEN_STATUSES: frozenset[RequestStatus] = frozenset(
     status for status, targets in ALLOWED_TRANSITIONS.items() if _S.CANCELLED in targets
 )
 
+# Requests whose UPN is spoken for: no other request may be given it. A failed request
+# keeps its account for the retry; a completed one owns it until it is released.
+UPN_HOLDING_STATUSES: frozenset[RequestStatus] = OPEN_STATUSES | {_S.FAILED, _S.COMPLETED}
+
 
 def can_transition(current: RequestStatus, new: RequestStatus) -> bool:
     return new in ALLOWED_TRANSITIONS[current]

@@ -110,14 +110,22 @@ class ProvisioningService:
     # -- commands -------------------------------------------------------------------------
 
     async def submit(self, requester: Person, spec: NumberRequest) -> Outcome:
-        """Store a request pending approval and start its workflow."""
+        """Store a request pending approval, with its UPN, and start its workflow."""
+        domain = self._settings.effective_upn_domain
         try:
-            upn = derive_upn(spec.display_name, self._settings.effective_upn_domain)
+            derive_upn(spec.display_name, domain)
         except ValueError as exc:
             return Outcome(ok=False, message=str(exc))
         tenant = self._settings.tenant_id or SIMULATED_TENANT
-        request = await asyncio.to_thread(
+        created = await asyncio.to_thread(
             lambda: self._store.create_request(tenant_id=tenant, requester=requester, spec=spec)
+        )
+        # Chosen now, among the UPNs other requests hold, so the one the dialog proposed
+        # and the confirmation names is the one stage 2 creates.
+        request = await asyncio.to_thread(
+            self._store.assign_upn,
+            created.id,
+            lambda taken: derive_upn(spec.display_name, domain, taken=taken),
         )
         await self._audit(
             request.id,
@@ -127,6 +135,7 @@ class ProvisioningService:
             area_code=spec.area_code,
             display_name=spec.display_name,
             number_type=spec.number_type.value,
+            upn=request.result.upn,
         )
         await self._engine.start_provisioning(request.id)
         where = f"area code {spec.area_code}" if spec.area_code else "any area code"
@@ -134,10 +143,15 @@ class ProvisioningService:
             ok=True,
             message=(
                 f"{request.id} submitted: a {spec.country} number ({where}) for "
-                f"'{spec.display_name}', proposed user name {upn}. Waiting for an approver."
+                f"'{spec.display_name}', user name {request.result.upn}. "
+                "Waiting for an approver."
             ),
             request=request,
         )
+
+    async def taken_upns(self) -> frozenset[str]:
+        """The UPNs (casefolded) requests in flight or completed hold: not to be proposed."""
+        return await asyncio.to_thread(self._store.taken_upns)
 
     async def approve(self, request_id: str, approver: Person) -> Outcome:
         return await self._decide(request_id, approver, approved=True, reason=None)

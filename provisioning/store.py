@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from provisioning.errors import ProvisioningError
 from provisioning.models import (
     AUDITED_ONCE,
+    UPN_HOLDING_STATUSES,
     AuditAction,
     AuditEntry,
     AuditResult,
@@ -63,7 +64,6 @@ __all__ = [
     "CardActivity",
     "DialogStateRecord",
     "InvalidTransition",
-    "NamedRequest",
     "RequestNotFound",
     "SchemaVersionError",
     "Store",
@@ -77,6 +77,8 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 
 _ID_ATTEMPTS = 20
+# pg_advisory_xact_lock key for choosing UPNs ("PDUPN" as a number).
+_UPN_LOCK = 0x5044_5550_4E
 _IMMEDIATE = "phonedesk_begin_immediate"
 # Fields that say who asked and when; a status change must never rewrite them.
 _IMMUTABLE_FIELDS = frozenset({"id", "tenant_id", "requester", "created_at", "updated_at"})
@@ -98,16 +100,6 @@ class RequestNotFound(StoreError, LookupError):
 
 class InvalidTransition(StoreError, ValueError):
     """A caller asked for a status change the lifecycle does not allow: a programming error."""
-
-
-class NamedRequest(BaseModel):
-    """A request's display name and the UPN recorded for it so far, without the rest."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
-    display_name: str
-    upn: str | None
 
 
 class CardActivity(BaseModel):
@@ -591,26 +583,44 @@ class Store:
             rows = conn.execute(query).mappings().all()
             return _load_requests(conn, rows)
 
-    def request_names(self, status: RequestStatus | Iterable[RequestStatus]) -> list[NamedRequest]:
-        """Every request in these statuses, with only what UPN choices need.
+    def taken_upns(self, *, besides: str | None = None) -> frozenset[str]:
+        """The UPNs (casefolded) of requests that hold one, except request ``besides``.
 
-        Reads two columns instead of whole requests with their stages: the chat asks this
+        Reads one column instead of whole requests with their stages: the chat asks this
         on every dialog turn, and the workflow on every UPN it chooses.
         """
-        statuses = [status] if isinstance(status, RequestStatus) else list(status)
-        query = sa.select(
-            requests_table.c.id, requests_table.c.display_name, requests_table.c.result
-        ).where(requests_table.c.status.in_([s.value for s in statuses]))
         with self._read() as conn:
-            rows = conn.execute(query).all()
-        return [
-            NamedRequest(
-                request_id=row.id,
-                display_name=row.display_name,
-                upn=(row.result or {}).get("upn"),
+            return self._taken_upns(conn, besides)
+
+    def assign_upn(self, request_id: str, choose: Callable[[frozenset[str]], str]) -> Request:
+        """Give a request the UPN ``choose`` picks from the UPNs others hold, atomically.
+
+        One transaction, so two requests for the same name at once get different UPNs.
+        """
+        with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE serializes this already; PostgreSQL needs a lock.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPN_LOCK)))
+            upn = choose(self._taken_upns(conn, request_id))
+            updated = self._compare_and_set_on(
+                conn,
+                request_id,
+                frozenset(RequestStatus),
+                lambda current: {"result": current.result.model_copy(update={"upn": upn})},
             )
-            for row in rows
-        ]
+        assert updated is not None  # any status is expected
+        return updated
+
+    @staticmethod
+    def _taken_upns(conn: Connection, besides: str | None) -> frozenset[str]:
+        query = sa.select(requests_table.c.id, requests_table.c.result).where(
+            requests_table.c.status.in_([s.value for s in UPN_HOLDING_STATUSES])
+        )
+        return frozenset(
+            str(row.result["upn"]).casefold()
+            for row in conn.execute(query)
+            if row.id != besides and (row.result or {}).get("upn")
+        )
 
     def transition(
         self,
@@ -668,35 +678,40 @@ class Store:
         changes: Mapping[str, Any] | Callable[[Request], Mapping[str, Any]],
     ) -> Request | None:
         with self._write() as conn:
-            row = (
-                conn.execute(
-                    sa.select(requests_table)
-                    .where(requests_table.c.id == request_id)
-                    .with_for_update()
-                )
-                .mappings()
-                .one_or_none()
+            return self._compare_and_set_on(conn, request_id, expected, changes)
+
+    def _compare_and_set_on(
+        self,
+        conn: Connection,
+        request_id: str,
+        expected: frozenset[RequestStatus],
+        changes: Mapping[str, Any] | Callable[[Request], Mapping[str, Any]],
+    ) -> Request | None:
+        row = (
+            conn.execute(
+                sa.select(requests_table).where(requests_table.c.id == request_id).with_for_update()
             )
-            if row is None:
-                raise RequestNotFound(request_id)
-            current = _load_requests(conn, [row])[0]
-            if current.status not in expected:
-                return None
-            if callable(changes):
-                changes = changes(current)
-            self._check_changes(changes)
-            updated = Request.model_validate(
-                {**dict(current), **changes, "updated_at": self._clock()}
-            )
-            values = _request_row(updated)
-            del values["id"]
-            outcome = conn.execute(
-                sa.update(requests_table)
-                .where(requests_table.c.id == request_id)
-                .where(requests_table.c.status.in_([s.value for s in expected]))
-                .values(values)
-            )
-            return updated if outcome.rowcount == 1 else None
+            .mappings()
+            .one_or_none()
+        )
+        if row is None:
+            raise RequestNotFound(request_id)
+        current = _load_requests(conn, [row])[0]
+        if current.status not in expected:
+            return None
+        if callable(changes):
+            changes = changes(current)
+        self._check_changes(changes)
+        updated = Request.model_validate({**dict(current), **changes, "updated_at": self._clock()})
+        values = _request_row(updated)
+        del values["id"]
+        outcome = conn.execute(
+            sa.update(requests_table)
+            .where(requests_table.c.id == request_id)
+            .where(requests_table.c.status.in_([s.value for s in expected]))
+            .values(values)
+        )
+        return updated if outcome.rowcount == 1 else None
 
     @staticmethod
     def _check_changes(changes: Mapping[str, Any]) -> None:

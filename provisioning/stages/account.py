@@ -85,10 +85,12 @@ class Accounts:
             logger.info("%s: no early account (stage 2 will see to it): %s", request.id, exc)
 
     async def choose_upn(self, request: Request, also_taken: frozenset[str] = frozenset()) -> str:
-        taken = await self._journal.upns_of_others(request.id) | also_taken
+        """A UPN for the request's account that no other request holds (as at submission)."""
+        domain = self._tools.settings.effective_upn_domain
         try:
-            upn = derive_upn(
-                request.display_name, self._tools.settings.effective_upn_domain, taken=taken
+            chosen = await self._journal.assign_upn(
+                request.id,
+                lambda taken: derive_upn(request.display_name, domain, taken=taken | also_taken),
             )
         except ValueError as exc:
             raise NeedsHuman(
@@ -96,8 +98,7 @@ class Accounts:
                 "Cancel and request again with another display name.",
                 retryable=False,
             ) from exc
-        await self._journal.save_result(request.id, upn=upn)
-        return upn
+        return _require_upn(chosen.result.upn)
 
     async def asked_to_create(self, request_id: str, upn: str) -> bool:
         """Whether our latest word on ``upn`` is a create request rather than a refusal.
@@ -190,7 +191,7 @@ class Accounts:
         )
 
     async def _held_by_other_request(self, request_id: str, upn: str) -> bool:
-        return upn.lower() in {u.lower() for u in await self._journal.upns_of_others(request_id)}
+        return upn.casefold() in await self._journal.upns_of_others(request_id)
 
     async def _free_alternative(self, request_id: str, upn: str) -> str | None:
         for candidate in upn_alternatives(upn):
@@ -232,3 +233,8 @@ class Accounts:
                     raise
                 reason = f"{upn} is still being set up across Microsoft 365"
             await ctx.pause(reason)
+
+
+def _require_upn(upn: str | None) -> str:
+    assert upn is not None  # assign_upn has just set it
+    return upn

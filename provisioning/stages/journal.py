@@ -7,6 +7,7 @@ The stages decide from typed state (the request's result, its number claims and 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Final
 
 from pydantic import JsonValue
@@ -15,7 +16,6 @@ from provisioning.models import (
     AuditAction,
     AuditResult,
     Request,
-    RequestStatus,
     StageJournal,
 )
 from provisioning.store import RequestNotFound, Store
@@ -23,16 +23,6 @@ from provisioning.store import RequestNotFound, Store
 __all__ = ["WORKFLOW_ACTOR", "Journal"]
 
 WORKFLOW_ACTOR: Final = "phonedesk-workflow"
-
-# Requests whose UPN is spoken for, so another request must not derive the same one.
-_HOLDS_UPN: Final = frozenset(
-    {
-        RequestStatus.APPROVED,
-        RequestStatus.PROVISIONING,
-        RequestStatus.FAILED,
-        RequestStatus.COMPLETED,
-    }
-)
 
 
 class Journal:
@@ -99,6 +89,9 @@ class Journal:
     async def release_claim(self, number: str, request_id: str) -> bool:
         return await asyncio.to_thread(self._store.release_claim, number, request_id)
 
-    async def upns_of_others(self, request_id: str) -> set[str]:
-        others = await asyncio.to_thread(self._store.request_names, _HOLDS_UPN)
-        return {r.upn for r in others if r.request_id != request_id and r.upn}
+    async def upns_of_others(self, request_id: str) -> frozenset[str]:
+        """The UPNs other requests hold (casefolded)."""
+        return await asyncio.to_thread(lambda: self._store.taken_upns(besides=request_id))
+
+    async def assign_upn(self, request_id: str, choose: Callable[[frozenset[str]], str]) -> Request:
+        return await asyncio.to_thread(self._store.assign_upn, request_id, choose)

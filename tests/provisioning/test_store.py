@@ -631,24 +631,33 @@ def test_schema_compiles_for_postgresql() -> None:
     assert "created_at TIMESTAMP WITH TIME ZONE NOT NULL" in requests_ddl
 
 
-def test_request_names_give_the_recorded_upn_of_requests_in_those_statuses(store: Store) -> None:
+def test_taken_upns_are_those_of_requests_that_hold_one(store: Store) -> None:
     pending = submit(store)
-    approved = submit(store)
-    approve(store, approved.id)
-    store.update_request(
-        approved.id,
-        expected=RequestStatus.APPROVED,
-        result=approved.result.model_copy(
-            update={"upn": "contoso.support@contoso.onmicrosoft.com"}
-        ),
+    rejected = submit(store)
+    store.assign_upn(pending.id, lambda taken: "Contoso.Support@contoso.test")
+    store.assign_upn(rejected.id, lambda taken: "other@contoso.test")
+    store.transition(
+        rejected.id,
+        S.PENDING_APPROVAL,
+        S.REJECTED,
+        decision=Decision(approved=False, by=APPROVER, at=START, reason="duplicate"),
     )
 
-    names = store.request_names([RequestStatus.PENDING_APPROVAL, RequestStatus.APPROVED])
-    only_approved = store.request_names(RequestStatus.APPROVED)
+    # Casefolded, because Entra compares UPNs without case; a rejected request frees its UPN.
+    assert store.taken_upns() == {"contoso.support@contoso.test"}
+    assert store.taken_upns(besides=pending.id) == frozenset()
 
-    assert {(n.request_id, n.upn) for n in names} == {
-        (pending.id, None),
-        (approved.id, "contoso.support@contoso.onmicrosoft.com"),
-    }
-    assert [n.request_id for n in only_approved] == [approved.id]
-    assert only_approved[0].display_name == approved.display_name
+
+def test_assigning_a_upn_sees_the_ones_other_requests_hold(store: Store) -> None:
+    first, second = submit(store), submit(store)
+    seen: list[frozenset[str]] = []
+
+    def choose(taken: frozenset[str]) -> str:
+        seen.append(taken)
+        return f"line{len(taken) + 1}@contoso.test"
+
+    store.assign_upn(first.id, choose)
+    updated = store.assign_upn(second.id, choose)
+
+    assert seen == [frozenset(), {"line1@contoso.test"}]
+    assert updated.result.upn == "line2@contoso.test"
