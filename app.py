@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
@@ -62,6 +63,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if database_ok else 503)
 
 
+async def _expire_dialogs(store: Store, expiry_h: float) -> None:
+    """Forget abandoned request dialogs, at start and then a few times per expiry period."""
+    idle_for = timedelta(hours=expiry_h)
+    while True:
+        try:
+            expired = await asyncio.to_thread(store.expire_dialog_states, idle_for)
+        except Exception:
+            # A database hiccup must not end the sweeping; the next round tries again.
+            log.exception("could not expire idle dialogs")
+        else:
+            if expired:
+                log.info("forgot %d request dialogs idle for over %g h", expired, expiry_h)
+        await asyncio.sleep(min(3600.0, idle_for.total_seconds() / 4))
+
+
 async def create_app(settings: Settings) -> web.Application:
     settings.check_bind_address()
     app = web.Application()
@@ -73,6 +89,11 @@ async def create_app(settings: Settings) -> web.Application:
         app[STORE_KEY] = store
         yield
         store.close()
+
+    async def dialog_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_expire_dialogs(app[STORE_KEY], settings.dialog_expiry_h))
+        yield
+        sweeper.cancel()
 
     async def microsoft_ctx(app: web.Application) -> AsyncIterator[None]:
         async with connect_microsoft(settings) as microsoft:
@@ -114,7 +135,9 @@ async def create_app(settings: Settings) -> web.Application:
             )
             yield
 
-    app.cleanup_ctx.extend([token_keys_ctx, store_ctx, microsoft_ctx, notifier_ctx, engine_ctx])
+    app.cleanup_ctx.extend(
+        [token_keys_ctx, store_ctx, dialog_expiry_ctx, microsoft_ctx, notifier_ctx, engine_ctx]
+    )
     add_local_api(app, settings, SERVICE_KEY)
     add_bot_routes(app, adapter, settings, validator)
     app.router.add_get("/healthz", healthz)

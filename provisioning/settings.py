@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         description="Total time allowed to fetch Bot Framework's OpenID metadata and keys.",
     )
 
+    dialog_expiry_h: float = Field(
+        72.0,
+        gt=0,
+        description="A request dialog left unanswered this many hours is forgotten; its "
+        "card then says to start again.",
+    )
+
     # --- who approves, and what gets provisioned
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     resource_account_app_id: str | None = Field(

@@ -48,7 +48,6 @@ from provisioning.models import (
     Person,
     Request,
     RequestStatus,
-    StageEvent,
     StageJournal,
     StageState,
     TelephoneNumber,
@@ -62,7 +61,6 @@ from provisioning.sqlite_writes import serialized_writes
 __all__ = [
     "SCHEMA_VERSION",
     "CardActivity",
-    "DialogStateRecord",
     "InvalidTransition",
     "RequestNotFound",
     "SchemaVersionError",
@@ -111,15 +109,6 @@ class CardActivity(BaseModel):
     conversation_key: str
     activity_id: str
     posted_at: datetime
-
-
-class DialogStateRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    conversation_id: str
-    user_id: str
-    state: dict[str, JsonValue]
-    updated_at: datetime
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -202,24 +191,6 @@ request_stages_table = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("started_at", UtcDateTime),
     sa.Column("finished_at", UtcDateTime),
-    sa.Column("detail", sa.Text),
-    sa.Column("error", sa.Text),
-)
-
-stage_history_table = sa.Table(
-    "stage_history",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "request_id",
-        sa.String(16),
-        sa.ForeignKey("requests.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("stage", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("detail", sa.Text),
     sa.Column("error", sa.Text),
 )
@@ -339,6 +310,8 @@ def _journal_from_audit(entries: Iterable[RowMapping]) -> StageJournal:
 
 
 def _migrate_to_2(conn: Connection) -> None:
+    # Schema 1 also kept a stage_history table that nothing read.
+    conn.execute(sa.text("DROP TABLE IF EXISTS stage_history"))
     # Schema 2 keeps the stages' memory in request_journal; requests in flight during the
     # upgrade must not forget an order or an account they asked for.
     ids = conn.execute(sa.select(requests_table.c.id)).scalars().all()
@@ -727,7 +700,7 @@ class Store:
     # --- stages --------------------------------------------------------------------------
 
     def record_stage(self, request_id: str, state: StageState) -> Request:
-        """Set one stage's state and append it to the stage history; return the request."""
+        """Set one stage's state; return the request."""
         now = self._clock()
         with self._write() as conn:
             outcome = conn.execute(
@@ -739,16 +712,6 @@ class Store:
             if outcome.rowcount != 1:
                 raise RequestNotFound(request_id)
             conn.execute(
-                stage_history_table.insert().values(
-                    request_id=request_id,
-                    stage=state.stage.value,
-                    status=state.status.value,
-                    at=now,
-                    detail=state.detail,
-                    error=state.error,
-                )
-            )
-            conn.execute(
                 sa.update(requests_table)
                 .where(requests_table.c.id == request_id)
                 .values(updated_at=now)
@@ -759,27 +722,6 @@ class Store:
                 .one()
             )
             return _load_requests(conn, [row])[0]
-
-    def stage_history(self, request_id: str) -> list[StageEvent]:
-        """Every stage change of a request, oldest first."""
-        query = (
-            sa.select(stage_history_table)
-            .where(stage_history_table.c.request_id == request_id)
-            .order_by(stage_history_table.c.id)
-        )
-        with self._read() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [
-            StageEvent(
-                request_id=row["request_id"],
-                stage=row["stage"],
-                status=row["status"],
-                detail=row["detail"],
-                error=row["error"],
-                at=row["at"],
-            )
-            for row in rows
-        ]
 
     # --- audit (append-only: deliberately no update or delete) ----------------------------
 
@@ -1034,17 +976,12 @@ class Store:
         with self._write() as conn:
             return conn.execute(query).rowcount == 1
 
-    def idle_dialog_states(self, idle_for: timedelta) -> list[DialogStateRecord]:
-        """Dialogs untouched for longer than ``idle_for``, least recently used first."""
+    def expire_dialog_states(self, idle_for: timedelta) -> int:
+        """Forget dialogs untouched for longer than ``idle_for``; returns how many."""
         cutoff = self._clock() - idle_for
-        query = (
-            sa.select(dialog_state_table)
-            .where(dialog_state_table.c.updated_at < cutoff)
-            .order_by(dialog_state_table.c.updated_at)
-        )
-        with self._read() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [DialogStateRecord.model_validate(dict(row)) for row in rows]
+        query = sa.delete(dialog_state_table).where(dialog_state_table.c.updated_at < cutoff)
+        with self._write() as conn:
+            return conn.execute(query).rowcount
 
     def get_kv(self, key: str) -> JsonValue:
         """A stored setting, or None when unset."""

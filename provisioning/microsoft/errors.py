@@ -140,29 +140,6 @@ class UnexpectedResponse(MicrosoftApiError):
         self.status = status
 
 
-class OperationFailed(MicrosoftApiError):
-    """A long-running number operation ended ``failed``."""
-
-    def __init__(self, operation_id: str, status_detail: str | None) -> None:
-        super().__init__(
-            f"Operation {operation_id} failed: {status_detail or 'no status detail given'}"
-        )
-        self.operation_id = operation_id
-        self.status_detail = status_detail
-
-
-class OperationTimedOut(MicrosoftApiError):
-    """A long-running operation was still not finished when the caller's deadline passed."""
-
-    def __init__(self, operation_id: str, last_status: str, waited: float) -> None:
-        super().__init__(
-            f"Operation {operation_id} still {last_status} after {waited:.1f} s of polling"
-        )
-        self.operation_id = operation_id
-        self.last_status = last_status
-        self.waited = waited
-
-
 class AuthenticationError(MicrosoftApiError):
     """The token endpoint refused the app's credentials or the tenant is unknown."""
 
@@ -179,10 +156,6 @@ class AuthenticationError(MicrosoftApiError):
         self.client_id = client_id
         self.error = error
 
-
-GraphConnectionError = ApiConnectionError
-GraphTimeoutError = ApiTimeoutError
-GraphStatusError = ApiStatusError
 
 _ERROR_BY_STATUS: Final[Mapping[int, type[ApiStatusError]]] = {
     400: BadRequest,

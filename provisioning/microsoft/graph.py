@@ -18,8 +18,6 @@ from pydantic.alias_generators import to_camel
 from provisioning.microsoft.base import ApiClient, expand_path
 from provisioning.microsoft.errors import (
     NotFound,
-    OperationFailed,
-    OperationTimedOut,
     UnexpectedResponse,
 )
 
@@ -359,27 +357,6 @@ class GraphClient:
     async def get_operation(self, operation_id: str) -> LongRunningOperation:
         path = expand_path(GRAPH_ROUTES.operation, operation_id=operation_id)
         return await self._api.get(path, LongRunningOperation)
-
-    async def wait_for_operation(
-        self, operation_id: str, *, poll_interval: float = 2.0, max_wait: float = 300.0
-    ) -> LongRunningOperation:
-        """Poll until the operation finishes.
-
-        Raises ``OperationFailed`` (with the first failed number's ``statusDetail``) when it
-        fails, and ``OperationTimedOut`` when ``max_wait`` seconds pass first. Waiting uses
-        the ``ApiClient``'s clock and sleep, so tests run it without real time passing.
-        """
-        started = self._api.clock()
-        while True:
-            operation = await self.get_operation(operation_id)
-            if operation.status == OperationStatus.FAILED:
-                raise OperationFailed(operation_id, operation.failure_detail)
-            if operation.finished:
-                return operation
-            waited = self._api.clock() - started
-            if waited >= max_wait:
-                raise OperationTimedOut(operation_id, operation.status.value, waited)
-            await self._api.sleep(min(poll_interval, max_wait - waited))
 
     async def _start_operation(self, path: str, body: dict[str, str]) -> str:
         # Not idempotent: after a lost response the number may already be (un)assigned,

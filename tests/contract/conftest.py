@@ -22,7 +22,13 @@ import pytest
 from provisioning.microsoft.auth import SimulatorTokenProvider
 from provisioning.microsoft.base import ApiClient
 from provisioning.microsoft.errors import parse_retry_after
-from provisioning.microsoft.graph import GRAPH_SCOPE, GraphClient, NumberAssignment
+from provisioning.microsoft.graph import (
+    GRAPH_SCOPE,
+    GraphClient,
+    LongRunningOperation,
+    NumberAssignment,
+    OperationStatus,
+)
 from provisioning.microsoft.retry import RetryPolicy
 from provisioning.microsoft.teams_admin import (
     AUTO_ATTENDANT_APP_ID,
@@ -38,7 +44,7 @@ from tests.provisioning.simulator.conftest import PHONE_RESOURCE_SKU_ID
 
 SEED = 7
 POLL_S = 5.0
-"""How often tests let ``wait_for_operation`` poll, in simulated seconds."""
+"""How often ``wait_for_operation`` polls, in simulated seconds."""
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -260,3 +266,35 @@ async def open_contract(tls_context: ssl.SSLContext) -> AsyncIterator[OpenContra
 @pytest.fixture
 async def contract(open_contract: OpenContract) -> Contract:
     return await open_contract()
+
+
+class OperationFailed(Exception):
+    def __init__(self, operation_id: str, status_detail: str | None) -> None:
+        super().__init__(f"Operation {operation_id} failed: {status_detail}")
+        self.operation_id = operation_id
+        self.status_detail = status_detail
+
+
+class OperationTimedOut(Exception):
+    def __init__(self, operation_id: str, last_status: str, waited: float) -> None:
+        super().__init__(f"Operation {operation_id} still {last_status} after {waited:.1f} s")
+        self.operation_id = operation_id
+        self.last_status = last_status
+        self.waited = waited
+
+
+async def wait_for_operation(
+    contract: Contract, operation_id: str, *, poll_interval: float = POLL_S, max_wait: float = 300.0
+) -> LongRunningOperation:
+    """Poll an operation to its end on the simulated clock, as a client of the contract would."""
+    started = contract.clock.monotonic()
+    while True:
+        operation = await contract.graph.get_operation(operation_id)
+        if operation.status == OperationStatus.FAILED:
+            raise OperationFailed(operation_id, operation.failure_detail)
+        if operation.finished:
+            return operation
+        waited = contract.clock.monotonic() - started
+        if waited >= max_wait:
+            raise OperationTimedOut(operation_id, operation.status.value, waited)
+        await contract.waits.sleep(min(poll_interval, max_wait - waited))

@@ -10,11 +10,10 @@ from provisioning.microsoft.errors import (
     BadRequest,
     Conflict,
     NotFound,
-    OperationFailed,
 )
 from provisioning.microsoft.graph import OperationStatus
 from provisioning.microsoft.teams_admin import AUTO_ATTENDANT_APP_ID, CALL_QUEUE_APP_ID
-from tests.contract.conftest import POLL_S, Contract
+from tests.contract.conftest import POLL_S, Contract, OperationFailed, wait_for_operation
 
 
 async def test_create_answers_the_instance_which_is_also_a_disabled_graph_user(
@@ -72,7 +71,7 @@ async def test_a_repeated_sync_keeps_the_account_synced(contract: Contract) -> N
     operation_id = await contract.graph.assign_number(
         number.telephone_number, account.object_id, "callingPlan"
     )
-    done = await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
     assert done.status == OperationStatus.SUCCEEDED
 
 
@@ -87,7 +86,7 @@ async def test_a_changed_application_id_needs_a_new_sync_before_binding(
         number.telephone_number, account.object_id, "callingPlan"
     )
     with pytest.raises(OperationFailed) as caught:
-        await contract.graph.wait_for_operation(early, poll_interval=POLL_S)
+        await wait_for_operation(contract, early, poll_interval=POLL_S)
     assert caught.value.status_detail is not None
     assert "not synced" in caught.value.status_detail
 
@@ -96,7 +95,7 @@ async def test_a_changed_application_id_needs_a_new_sync_before_binding(
     again = await contract.graph.assign_number(
         number.telephone_number, account.object_id, "callingPlan"
     )
-    done = await contract.graph.wait_for_operation(again, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, again, poll_interval=POLL_S)
     assert done.status == OperationStatus.SUCCEEDED
 
 

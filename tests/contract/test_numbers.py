@@ -8,8 +8,6 @@ from provisioning.microsoft.errors import (
     CODE_BAD_REQUEST,
     BadRequest,
     NotFound,
-    OperationFailed,
-    OperationTimedOut,
 )
 from provisioning.microsoft.graph import (
     AssignmentStatus,
@@ -18,7 +16,13 @@ from provisioning.microsoft.graph import (
     OperationStatus,
     number_filter,
 )
-from tests.contract.conftest import POLL_S, Contract
+from tests.contract.conftest import (
+    POLL_S,
+    Contract,
+    OperationFailed,
+    OperationTimedOut,
+    wait_for_operation,
+)
 
 
 async def test_listing_follows_next_links_page_by_page(contract: Contract) -> None:
@@ -92,7 +96,7 @@ async def test_assign_number_binds_it_once_the_operation_succeeds(contract: Cont
         number.telephone_number, account.object_id, NumberType.CALLING_PLAN
     )
     first = await contract.graph.get_operation(operation_id)
-    done = await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert first.status in (OperationStatus.NOT_STARTED, OperationStatus.RUNNING)
     assert done.status == OperationStatus.SUCCEEDED
@@ -118,7 +122,7 @@ async def test_assigning_the_same_number_again_succeeds_without_binding_twice(
         operation_id = await contract.graph.assign_number(
             number.telephone_number, account.object_id, NumberType.CALLING_PLAN
         )
-        await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+        await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert (await contract.counters())["numbersBound"] == 1
 
@@ -129,10 +133,10 @@ async def test_unassign_number_releases_it(contract: Contract) -> None:
     bind = await contract.graph.assign_number(
         number.telephone_number, account.object_id, NumberType.CALLING_PLAN
     )
-    await contract.graph.wait_for_operation(bind, poll_interval=POLL_S)
+    await wait_for_operation(contract, bind, poll_interval=POLL_S)
 
     unbind = await contract.graph.unassign_number(number.telephone_number, NumberType.CALLING_PLAN)
-    done = await contract.graph.wait_for_operation(unbind, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, unbind, poll_interval=POLL_S)
 
     assert done.status == OperationStatus.SUCCEEDED
     released = await contract.graph.get_number_assignment(number.telephone_number)
@@ -160,14 +164,14 @@ async def test_an_operation_still_running_at_the_deadline_times_out_the_wait(
     max_wait = contract.config.operation_delay_s / 2
 
     with pytest.raises(OperationTimedOut) as caught:
-        await contract.graph.wait_for_operation(
-            operation_id, poll_interval=POLL_S / 10, max_wait=max_wait
+        await wait_for_operation(
+            contract, operation_id, poll_interval=POLL_S / 10, max_wait=max_wait
         )
 
     assert caught.value.operation_id == operation_id
     assert caught.value.last_status == OperationStatus.RUNNING
     assert caught.value.waited >= max_wait
-    done = await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
     assert done.status == OperationStatus.SUCCEEDED
 
 
@@ -181,7 +185,7 @@ async def test_assign_number_to_an_unlicensed_account_fails_saying_so(
     )
 
     with pytest.raises(OperationFailed) as caught:
-        await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+        await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert caught.value.operation_id == operation_id
     assert caught.value.status_detail is not None
@@ -200,7 +204,7 @@ async def test_assign_number_to_an_unsynced_account_fails_saying_so(contract: Co
     )
 
     with pytest.raises(OperationFailed) as caught:
-        await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+        await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert caught.value.status_detail is not None
     assert "not synced" in caught.value.status_detail
@@ -216,7 +220,7 @@ async def test_assign_number_after_the_sync_lands_succeeds(contract: Contract) -
     operation_id = await contract.graph.assign_number(
         number.telephone_number, account.object_id, NumberType.CALLING_PLAN
     )
-    done = await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+    done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert done.status == OperationStatus.SUCCEEDED
 
@@ -234,7 +238,7 @@ async def test_assign_number_without_voice_application_capability_fails_saying_s
     )
 
     with pytest.raises(OperationFailed) as caught:
-        await contract.graph.wait_for_operation(operation_id, poll_interval=POLL_S)
+        await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
     assert caught.value.status_detail is not None
     assert NumberCapability.VOICE_APPLICATION_ASSIGNMENT in caught.value.status_detail

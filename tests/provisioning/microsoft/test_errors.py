@@ -19,7 +19,6 @@ from provisioning.microsoft.errors import (
     Forbidden,
     MicrosoftApiError,
     NotFound,
-    OperationFailed,
     ServerError,
     Throttled,
     Unauthorized,
@@ -142,7 +141,6 @@ def test_every_error_is_a_provisioning_error() -> None:
     [
         error_from_response(graph_error(429, CODE_TOO_MANY_REQUESTS, **{"Retry-After": "3"})),
         ApiTimeoutError(method="GET", url="https://graph.example/v1.0/users"),
-        OperationFailed("op-1", "The account is not licensed"),
         AuthenticationError("refused", tenant_id="t", client_id="c", error="invalid_client"),
     ],
 )

@@ -8,18 +8,15 @@ import pytest
 from provisioning.microsoft.errors import (
     CODE_NOT_FOUND,
     ApiTimeoutError,
-    OperationFailed,
-    OperationTimedOut,
     UnexpectedResponse,
 )
 from provisioning.microsoft.graph import (
     AssignmentStatus,
     GraphClient,
-    OperationStatus,
     number_filter,
     operation_id_from_location,
 )
-from tests.provisioning.microsoft.fakes import BASE_URL, FakeTime, Script, graph_error, make_api
+from tests.provisioning.microsoft.fakes import BASE_URL, Script, graph_error, make_api
 
 NUMBERS = f"{BASE_URL}/admin/teams/telephoneNumberManagement"
 SKU_ID = "440eaaa8-b3e0-484b-a8be-62870b9ba70a"
@@ -146,20 +143,7 @@ def test_location_that_is_not_an_operation_is_refused() -> None:
         operation_id_from_location(f"{NUMBERS}/numberAssignments/14255550100")
 
 
-async def test_wait_for_operation_polls_until_it_succeeds() -> None:
-    time = FakeTime()
-    script = Script(
-        operation("notStarted"),
-        operation("running"),
-        operation("succeeded", {"resourceLocation": "x", "status": "succeeded"}),
-    )
-    graph = GraphClient(make_api(script, time=time))
-    finished = await graph.wait_for_operation("op-1", poll_interval=1.5, max_wait=60)
-    assert finished.status == OperationStatus.SUCCEEDED
-    assert time.sleeps == [1.5, 1.5]
-
-
-async def test_failed_operation_raises_with_the_failed_numbers_status_detail() -> None:
+async def test_a_failed_operation_names_the_failed_numbers_status_detail() -> None:
     script = Script(
         operation(
             "failed",
@@ -167,21 +151,9 @@ async def test_failed_operation_raises_with_the_failed_numbers_status_detail() -
             {"resourceLocation": "b", "status": "failed", "statusDetail": "Account not licensed"},
         )
     )
-    with pytest.raises(OperationFailed) as caught:
-        await GraphClient(make_api(script)).wait_for_operation("op-1")
-    assert caught.value.status_detail == "Account not licensed"
-    assert caught.value.operation_id == "op-1"
-
-
-async def test_operation_still_running_at_the_deadline_times_out() -> None:
-    time = FakeTime()
-    script = Script(operation("running"))
-    graph = GraphClient(make_api(script, time=time))
-    with pytest.raises(OperationTimedOut) as caught:
-        await graph.wait_for_operation("op-1", poll_interval=4, max_wait=10)
-    assert caught.value.last_status == "running"
-    assert sum(time.sleeps) == pytest.approx(10)
-    assert caught.value.waited >= 10
+    failed = await GraphClient(make_api(script)).get_operation("op-1")
+    assert failed.finished
+    assert failed.failure_detail == "Account not licensed"
 
 
 async def test_find_user_answers_none_for_404() -> None:
