@@ -16,8 +16,7 @@ from typing import Final
 
 from dialogs import AreaCodeStock, CountryOffer, Offer
 from provisioning.errors import ProvisioningError
-from provisioning.microsoft.teams_admin import Country
-from provisioning.microsoft.teams_admin import NumberType as OfferedNumberType
+from provisioning.microsoft.teams_admin import Country, NumberTypeOffer
 from provisioning.models import NumberType
 from provisioning.service import ProvisioningService
 
@@ -34,7 +33,7 @@ class OfferUnavailable(Exception):
 
 
 def build_offer(
-    countries: Sequence[Country], types_by_country: Sequence[Sequence[OfferedNumberType]]
+    countries: Sequence[Country], types_by_country: Sequence[Sequence[NumberTypeOffer]]
 ) -> Offer:
     offers = []
     for country, types in zip(countries, types_by_country, strict=True):

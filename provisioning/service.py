@@ -25,7 +25,7 @@ from provisioning.microsoft.graph import (
     GraphClient,
     number_filter,
 )
-from provisioning.microsoft.teams_admin import Country, NumberType, TeamsAdminClient
+from provisioning.microsoft.teams_admin import Country, NumberTypeOffer, TeamsAdminClient
 from provisioning.models import (
     OPEN_STATUSES,
     AuditEntry,
@@ -369,7 +369,7 @@ class ProvisioningService:
         """Countries the tenant can order numbers in."""
         return await self._teams.list_countries()
 
-    async def number_offers(self, country: str) -> builtins.list[NumberType]:
+    async def number_offers(self, country: str) -> builtins.list[NumberTypeOffer]:
         """Number types of a country with their area codes and availability."""
         return await self._teams.list_number_types(country.upper())
 

@@ -53,7 +53,7 @@ class AssignmentStatus(StrEnum):
     CONFERENCE_ASSIGNED = "conferenceAssigned"
 
 
-class NumberType(StrEnum):
+class InventoryNumberType(StrEnum):
     CALLING_PLAN = "callingPlan"
     DIRECT_ROUTING = "directRouting"
     OPERATOR_CONNECT = "operatorConnect"

@@ -27,7 +27,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-__all__ = ["Pacer", "Turn", "call_priority", "current_call_priority"]
+__all__ = ["PacedCall", "Pacer", "call_priority", "current_call_priority"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def current_call_priority() -> float:
     return _PRIORITY.get()
 
 
-class Turn:
+class PacedCall:
     """One call let through by the pacer; tell it whether the API turned the call away."""
 
     __slots__ = ("_epoch", "outcome", "retry_after")
@@ -120,10 +120,10 @@ class Pacer:
         return len(self._queue)
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[Turn]:
+    async def turn(self) -> AsyncIterator[PacedCall]:
         """Wait for this call's turn, then hold one place in flight while it runs."""
         await self._acquire()
-        turn = Turn(self._epoch)
+        turn = PacedCall(self._epoch)
         try:
             yield turn
         except BaseException:
@@ -163,7 +163,7 @@ class Pacer:
                 self._wake_first()
             raise
 
-    def _release(self, turn: Turn) -> None:
+    def _release(self, turn: PacedCall) -> None:
         self._in_flight -= 1
         if turn.outcome == "throttled":
             self._on_throttled(turn)
@@ -174,7 +174,7 @@ class Pacer:
                 self._window = None
         self._wake_first()
 
-    def _on_throttled(self, turn: Turn) -> None:
+    def _on_throttled(self, turn: PacedCall) -> None:
         if turn.retry_after is not None:
             self._resume_at = max(self._resume_at, self._clock() + turn.retry_after)
         # Calls sent before the last cut were sent under the old window: their 429s are

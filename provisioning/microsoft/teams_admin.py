@@ -83,7 +83,7 @@ class AreaCode(TeamsModel):
     available_quantity: int = Field(default=0, alias="availableQuantity")
 
 
-class NumberType(TeamsModel):
+class NumberTypeOffer(TeamsModel):
     number_type: str = Field(alias="numberType")
     display_name: str | None = Field(default=None, alias="displayName")
     is_toll_free: bool = Field(default=False, alias="isTollFree")
@@ -148,7 +148,7 @@ class _Countries(TeamsModel):
 
 
 class _NumberTypes(TeamsModel):
-    value: list[NumberType] = Field(alias="value")
+    value: list[NumberTypeOffer] = Field(alias="value")
 
 
 class _SearchOrders(TeamsModel):
@@ -166,7 +166,7 @@ class TeamsAdminClient:
     async def list_countries(self) -> list[Country]:
         return (await self._api.get(ROUTES.countries, _Countries)).value
 
-    async def list_number_types(self, country: str) -> list[NumberType]:
+    async def list_number_types(self, country: str) -> list[NumberTypeOffer]:
         path = expand_path(ROUTES.number_types, country=country)
         return (await self._api.get(path, _NumberTypes)).value
 

@@ -39,7 +39,7 @@ from provisioning.simulator.odata import (
     parse_top,
 )
 from provisioning.simulator.state import AssignedLicense, TenantState
-from provisioning.simulator.traffic import Fault, FaultInjector, RateLimiter
+from provisioning.simulator.traffic import ApiRateLimiter, Fault, FaultInjector
 from provisioning.simulator.views import (
     country_json,
     instance_json,
@@ -80,7 +80,7 @@ class Simulator:
 
     state: TenantState
     issuer: TokenIssuer
-    limiter: RateLimiter
+    limiter: ApiRateLimiter
     faults: FaultInjector
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -530,7 +530,7 @@ def create_simulator_app(
     """The simulator as an aiohttp app; ``clock`` replaces the machine's time, e.g. in tests."""
     scaled = ScaledClock(config.time_scale, clock)
     state = TenantState(config, scaled)
-    limiter = RateLimiter(time.monotonic)
+    limiter = ApiRateLimiter(time.monotonic)
     limiter.set_rate(state.knobs.rate_limit_rps)
     simulator = Simulator(
         state=state,

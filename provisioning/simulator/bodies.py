@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
-from provisioning.simulator.catalogue import NumberType
+from provisioning.simulator.catalogue import CatalogueNumberType
 from provisioning.simulator.errors import SimError
 from provisioning.simulator.wire import CODE_BAD_REQUEST
 
@@ -80,7 +80,7 @@ class NewSearchOrder(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     description: Annotated[str, StringConstraints(max_length=256)] = ""
     country_code: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-    number_type: NumberType
+    number_type: CatalogueNumberType
     quantity: int = Field(ge=1, le=500)
     area_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,5}$")] | None = None
     number_prefix: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")] | None = None

@@ -9,12 +9,12 @@ import random
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-NumberType = Literal[
+CatalogueNumberType = Literal[
     "AutoAttendantToll", "AutoAttendantTollFree", "CallQueueToll", "CallQueueTollFree"
 ]
-NUMBER_TYPES: Final[tuple[NumberType, ...]] = get_args(NumberType)
+NUMBER_TYPES: Final[tuple[CatalogueNumberType, ...]] = get_args(CatalogueNumberType)
 
-NUMBER_TYPE_NAMES: Final[dict[NumberType, str]] = {
+NUMBER_TYPE_NAMES: Final[dict[CatalogueNumberType, str]] = {
     "AutoAttendantToll": "Auto attendant (toll)",
     "AutoAttendantTollFree": "Auto attendant (toll-free)",
     "CallQueueToll": "Call queue (toll)",
@@ -22,7 +22,7 @@ NUMBER_TYPE_NAMES: Final[dict[NumberType, str]] = {
 }
 
 
-def is_toll_free(number_type: NumberType) -> bool:
+def is_toll_free(number_type: CatalogueNumberType) -> bool:
     return number_type.endswith("TollFree")
 
 
@@ -44,7 +44,7 @@ class CountryOffer:
     toll: tuple[AreaCodeOffer, ...]
     toll_free: tuple[AreaCodeOffer, ...]
 
-    def areas(self, number_type: NumberType) -> tuple[AreaCodeOffer, ...]:
+    def areas(self, number_type: CatalogueNumberType) -> tuple[AreaCodeOffer, ...]:
         return self.toll_free if is_toll_free(number_type) else self.toll
 
 

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from provisioning.simulator.catalogue import COUNTRIES_BY_CODE, NumberType
+from provisioning.simulator.catalogue import COUNTRIES_BY_CODE, CatalogueNumberType
 
 # Every knob that makes the tenant take time, at zero: a tenant where no wait means no
 # poll, to count the calls a request needs at the least.
@@ -74,7 +74,7 @@ class StockOverride(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     country_code: str = Field(alias="countryCode")
-    number_type: NumberType = Field(alias="numberType")
+    number_type: CatalogueNumberType = Field(alias="numberType")
     area_code: str = Field(alias="areaCode", pattern=r"^[0-9]{1,5}$")
     quantity: int = Field(ge=0)
     city: str | None = None

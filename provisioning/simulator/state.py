@@ -21,8 +21,8 @@ from typing import Final, Literal
 from provisioning.simulator.catalogue import (
     COUNTRIES_BY_CODE,
     NUMBER_TYPES,
+    CatalogueNumberType,
     CountryOffer,
-    NumberType,
     new_number,
 )
 from provisioning.simulator.clock import ScaledClock
@@ -131,7 +131,7 @@ class SearchOrder:
     name: str
     description: str
     country_code: str
-    number_type: NumberType
+    number_type: CatalogueNumberType
     area_code: str | None
     number_prefix: str | None
     quantity: int
@@ -193,7 +193,7 @@ class AreaCode:
     national_length: int
 
 
-StockKey = tuple[str, NumberType, str]
+StockKey = tuple[str, CatalogueNumberType, str]
 _NUMBER_ATTEMPTS: Final = 1000
 
 
@@ -225,7 +225,7 @@ class TenantState:
         self.numbers: dict[str, ServiceNumber] = {}
         self.orders: dict[str, SearchOrder] = {}
         self.operations: dict[str, NumberOperation] = {}
-        self.areas: dict[tuple[str, NumberType], dict[str, AreaCode]] = {}
+        self.areas: dict[tuple[str, CatalogueNumberType], dict[str, AreaCode]] = {}
         self.stock: dict[StockKey, int] = {}
         self._seed_catalogue()
         self._seed_licenses()
@@ -789,7 +789,7 @@ class TenantState:
 
     def number_types(
         self, country_code: str
-    ) -> list[tuple[NumberType, list[tuple[AreaCode, int]]]]:
+    ) -> list[tuple[CatalogueNumberType, list[tuple[AreaCode, int]]]]:
         self._advance()
         country = self._offered_country(country_code)
         return [
@@ -809,7 +809,7 @@ class TenantState:
         name: str,
         description: str,
         country_code: str,
-        number_type: NumberType,
+        number_type: CatalogueNumberType,
         quantity: int,
         area_code: str | None = None,
         number_prefix: str | None = None,

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 
 
-class TokenBucket:
+class AdmissionBucket:
     """Admits ``rate`` requests per second with a burst of one second's worth."""
 
     def __init__(self, rate: float, now: Callable[[], float]) -> None:
@@ -30,13 +30,13 @@ class TokenBucket:
         return (1 - self._tokens) / self.rate
 
 
-class RateLimiter:
+class ApiRateLimiter:
     """One token bucket per API, rebuilt whenever the rate changes."""
 
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
         self._rate: float | None = None
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, AdmissionBucket] = {}
 
     def set_rate(self, rate: float | None) -> None:
         if rate != self._rate:
@@ -49,7 +49,7 @@ class RateLimiter:
             return None
         bucket = self._buckets.get(api)
         if bucket is None:
-            bucket = self._buckets[api] = TokenBucket(self._rate, self._now)
+            bucket = self._buckets[api] = AdmissionBucket(self._rate, self._now)
         return bucket.take()
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from provisioning.simulator.catalogue import (
     NUMBER_TYPE_NAMES,
+    CatalogueNumberType,
     CountryOffer,
-    NumberType,
     is_toll_free,
 )
 from provisioning.simulator.clock import iso_utc
@@ -109,7 +109,7 @@ def country_json(country: CountryOffer) -> Json:
     return {"isoCountryCode": country.iso_code, "displayName": country.display_name}
 
 
-def number_type_json(number_type: NumberType, areas: list[tuple[AreaCode, int]]) -> Json:
+def number_type_json(number_type: CatalogueNumberType, areas: list[tuple[AreaCode, int]]) -> Json:
     return {
         "numberType": number_type,
         "displayName": NUMBER_TYPE_NAMES[number_type],

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Final
 
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
-from provisioning.microsoft.graph import AssignmentStatus, NumberAssignment, OperationStatus
-from provisioning.microsoft.graph import NumberType as InventoryNumberType
+from provisioning.microsoft.graph import (
+    AssignmentStatus,
+    InventoryNumberType,
+    NumberAssignment,
+    OperationStatus,
+)
 from provisioning.models import AuditAction, AuditResult, Request
 from provisioning.stages.account import Accounts
 from provisioning.stages.context import StageContext

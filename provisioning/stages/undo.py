@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Final
 
 from provisioning.microsoft.errors import NotFound
-from provisioning.microsoft.graph import AssignmentStatus, OperationStatus
-from provisioning.microsoft.graph import NumberType as InventoryNumberType
+from provisioning.microsoft.graph import AssignmentStatus, InventoryNumberType, OperationStatus
 from provisioning.models import AuditAction, AuditResult, Request
 from provisioning.stages.account import Accounts
 from provisioning.stages.acquire import LIVE_ORDER, NumberAcquisition, order_name

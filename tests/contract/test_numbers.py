@@ -11,8 +11,8 @@ from provisioning.microsoft.errors import (
 )
 from provisioning.microsoft.graph import (
     AssignmentStatus,
+    InventoryNumberType,
     NumberCapability,
-    NumberType,
     OperationStatus,
     number_filter,
 )
@@ -48,10 +48,10 @@ async def test_listing_filters_on_every_clause(contract: Contract) -> None:
     direct = await contract.graph.list_number_assignments(
         filter=number_filter(assignment_status="unassigned", number_type="directRouting")
     )
-    assert [n.number_type for n in direct] == [NumberType.DIRECT_ROUTING]
+    assert [n.number_type for n in direct] == [InventoryNumberType.DIRECT_ROUTING]
     voice_ready = [n for n in unassigned_us if n.can_serve_voice_applications]
     assert len(voice_ready) == 3
-    assert all(n.number_type == NumberType.CALLING_PLAN for n in voice_ready)
+    assert all(n.number_type == InventoryNumberType.CALLING_PLAN for n in voice_ready)
 
 
 async def test_a_filter_on_an_e164_number_finds_exactly_it(contract: Contract) -> None:
@@ -93,7 +93,7 @@ async def test_assign_number_binds_it_once_the_operation_succeeds(contract: Cont
     number = await contract.free_service_number()
 
     operation_id = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
     first = await contract.graph.get_operation(operation_id)
     done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
@@ -120,7 +120,7 @@ async def test_assigning_the_same_number_again_succeeds_without_binding_twice(
     number = await contract.free_service_number()
     for _ in range(2):
         operation_id = await contract.graph.assign_number(
-            number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+            number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
         )
         await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
@@ -131,11 +131,13 @@ async def test_unassign_number_releases_it(contract: Contract) -> None:
     account = await contract.ready_account("ivr-gone")
     number = await contract.free_service_number()
     bind = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
     await wait_for_operation(contract, bind, poll_interval=POLL_S)
 
-    unbind = await contract.graph.unassign_number(number.telephone_number, NumberType.CALLING_PLAN)
+    unbind = await contract.graph.unassign_number(
+        number.telephone_number, InventoryNumberType.CALLING_PLAN
+    )
     done = await wait_for_operation(contract, unbind, poll_interval=POLL_S)
 
     assert done.status == OperationStatus.SUCCEEDED
@@ -159,7 +161,7 @@ async def test_an_operation_still_running_at_the_deadline_times_out_the_wait(
     account = await contract.ready_account("ivr-slow")
     number = await contract.free_service_number()
     operation_id = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
     max_wait = contract.config.operation_delay_s / 2
 
@@ -181,7 +183,7 @@ async def test_assign_number_to_an_unlicensed_account_fails_saying_so(
     account = await contract.ready_account("ivr-nolicense", licensed=False)
     number = await contract.free_service_number()
     operation_id = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
 
     with pytest.raises(OperationFailed) as caught:
@@ -200,7 +202,7 @@ async def test_assign_number_to_an_unsynced_account_fails_saying_so(contract: Co
     account = await contract.ready_account("ivr-nosync", synced=False)
     number = await contract.free_service_number()
     operation_id = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
 
     with pytest.raises(OperationFailed) as caught:
@@ -218,7 +220,7 @@ async def test_assign_number_after_the_sync_lands_succeeds(contract: Contract) -
     contract.advance(contract.config.sync_delay_s)
 
     operation_id = await contract.graph.assign_number(
-        number.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        number.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
     done = await wait_for_operation(contract, operation_id, poll_interval=POLL_S)
 
@@ -234,7 +236,7 @@ async def test_assign_number_without_voice_application_capability_fails_saying_s
     )
     user_only = next(n for n in unassigned if not n.can_serve_voice_applications)
     operation_id = await contract.graph.assign_number(
-        user_only.telephone_number, account.object_id, NumberType.CALLING_PLAN
+        user_only.telephone_number, account.object_id, InventoryNumberType.CALLING_PLAN
     )
 
     with pytest.raises(OperationFailed) as caught:

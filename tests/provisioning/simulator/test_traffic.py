@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioning.simulator.traffic import Fault, FaultInjector, RateLimiter, TokenBucket
+from provisioning.simulator.traffic import AdmissionBucket, ApiRateLimiter, Fault, FaultInjector
 
 
 class FakeTime:
@@ -17,7 +17,7 @@ class FakeTime:
 
 def test_the_bucket_admits_one_seconds_worth_then_says_how_long_to_wait() -> None:
     now = FakeTime()
-    bucket = TokenBucket(4, now)
+    bucket = AdmissionBucket(4, now)
     assert [bucket.take() for _ in range(4)] == [None] * 4
     assert bucket.take() == pytest.approx(0.25)
     now.value += 0.25
@@ -25,13 +25,13 @@ def test_the_bucket_admits_one_seconds_worth_then_says_how_long_to_wait() -> Non
 
 
 def test_a_slow_rate_still_admits_the_first_request() -> None:
-    bucket = TokenBucket(0.5, FakeTime())
+    bucket = AdmissionBucket(0.5, FakeTime())
     assert bucket.take() is None
     assert bucket.take() == pytest.approx(2.0)
 
 
 def test_each_api_has_its_own_bucket_and_no_rate_means_no_limit() -> None:
-    limiter = RateLimiter(FakeTime())
+    limiter = ApiRateLimiter(FakeTime())
     assert limiter.check("graph") is None
     limiter.set_rate(1)
     assert limiter.check("graph") is None
