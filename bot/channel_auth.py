@@ -29,11 +29,10 @@ from botframework.connector.auth import (
     AuthenticateRequestResult,
     BotFrameworkAuthentication,
     ClaimsIdentity,
-    ConnectorFactory,
-    UserTokenClient,
 )
 from jwt.algorithms import RSAAlgorithm
 
+from bot.delegating_auth import DelegatingAuthentication
 from provisioning.settings import is_loopback_host
 
 __all__ = [
@@ -391,13 +390,13 @@ def _short(value: object) -> str:
     return repr(text[:80])
 
 
-class _ChannelTokenAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
+class _ChannelTokenAuthentication(DelegatingAuthentication):
     """botbuilder's authentication with PhoneDesk's inbound token check in front."""
 
     def __init__(
         self, inner: BotFrameworkAuthentication, validator: ChannelTokenValidator | None
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._validator = validator
 
     async def authenticate_request(
@@ -405,7 +404,7 @@ class _ChannelTokenAuthentication(BotFrameworkAuthentication):  # type: ignore[m
     ) -> AuthenticateRequestResult:
         if self._validator is None:
             # Anonymous mode checks no token; given one, botbuilder would try to fetch keys.
-            return await self._inner.authenticate_request(activity, "")
+            return await super().authenticate_request(activity, "")
         try:
             token = await self._validator.verify(auth_header)
             self._validator.check_activity(
@@ -416,27 +415,15 @@ class _ChannelTokenAuthentication(BotFrameworkAuthentication):  # type: ignore[m
         identity = ClaimsIdentity(dict(token.claims), True)
         result = AuthenticateRequestResult()
         result.claims_identity = identity
-        result.audience = self._inner.get_originating_audience()
+        result.audience = self.get_originating_audience()
         result.caller_id = None
-        result.connector_factory = self._inner.create_connector_factory(identity)
+        result.connector_factory = self.create_connector_factory(identity)
         return result
 
     async def authenticate_streaming_request(
         self, auth_header: str, channel_id_header: str
     ) -> AuthenticateRequestResult:
         raise PermissionError("PhoneDesk does not accept streaming connections")
-
-    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        return self._inner.create_connector_factory(claims_identity)
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
-        return await self._inner.create_user_token_client(claims_identity)
-
-    def create_bot_framework_client(self) -> Any:
-        return self._inner.create_bot_framework_client()
-
-    def get_originating_audience(self) -> str:
-        return str(self._inner.get_originating_audience())
 
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         raise PermissionError("PhoneDesk is not a skill and takes no channel requests")

@@ -17,8 +17,9 @@ from botframework.connector.auth import (
     BotFrameworkAuthentication,
     ClaimsIdentity,
     ConnectorFactory,
-    UserTokenClient,
 )
+
+from bot.delegating_auth import DelegatingAuthentication
 
 __all__ = ["with_connector_timeouts"]
 
@@ -44,9 +45,9 @@ class _BoundedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
         return _bound(client, self._connect_s, self._read_s)
 
 
-class _BoundedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
+class _BoundedAuthentication(DelegatingAuthentication):
     def __init__(self, inner: BotFrameworkAuthentication, connect_s: float, read_s: float) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._connect_s = connect_s
         self._read_s = read_s
 
@@ -60,31 +61,19 @@ class _BoundedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
     async def authenticate_request(
         self, activity: Any, auth_header: str
     ) -> AuthenticateRequestResult:
-        return self._wrap(await self._inner.authenticate_request(activity, auth_header))
+        return self._wrap(await super().authenticate_request(activity, auth_header))
 
     async def authenticate_streaming_request(
         self, auth_header: str, channel_id_header: str
     ) -> AuthenticateRequestResult:
         return self._wrap(
-            await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
+            await super().authenticate_streaming_request(auth_header, channel_id_header)
         )
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
         return _BoundedConnectorFactory(
-            self._inner.create_connector_factory(claims_identity), self._connect_s, self._read_s
+            super().create_connector_factory(claims_identity), self._connect_s, self._read_s
         )
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
-        return await self._inner.create_user_token_client(claims_identity)
-
-    def create_bot_framework_client(self) -> Any:
-        return self._inner.create_bot_framework_client()
-
-    def get_originating_audience(self) -> str:
-        return str(self._inner.get_originating_audience())
-
-    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
-        return await self._inner.authenticate_channel_request(auth_header)
 
 
 def with_connector_timeouts(
