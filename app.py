@@ -17,7 +17,7 @@ from bot.notifier import CardNotifier
 from bot.phonedesk_bot import PhoneDeskBot
 from bot.proactive import ProactiveMessenger
 from bot.routes import BOT_KEY, add_bot_routes
-from provisioning.engine import (
+from provisioning.engine.launch import (
     EngineAlreadyRunning,
     EngineLock,
     engine_lock_path,
@@ -25,11 +25,11 @@ from provisioning.engine import (
     workflow_database_url,
 )
 from provisioning.errors import ProvisioningError
-from provisioning.local_api import add_local_api
-from provisioning.runtime import Microsoft365, connect_microsoft
+from provisioning.interfaces.local_api import add_local_api
+from provisioning.microsoft.connect import Microsoft365, connect_microsoft
+from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import ConfigError, Settings, load_settings
-from provisioning.store import Store
 
 log = logging.getLogger("phonedesk")
 

@@ -43,21 +43,21 @@ import httpx
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from provisioning.engine import TenantApis, open_engine
+from provisioning.domain.models import NumberRequest, Person, Request, RequestStatus, Stage
+from provisioning.engine.launch import TenantApis, open_engine
+from provisioning.engine.workflow import ProgressUpdate
 from provisioning.microsoft.auth import SimulatorTokenProvider
 from provisioning.microsoft.base import ApiClient
+from provisioning.microsoft.connect import connect_microsoft
 from provisioning.microsoft.graph import GRAPH_SCOPE, GraphClient
 from provisioning.microsoft.retry import RetryPolicy
 from provisioning.microsoft.teams_admin import TEAMS_ADMIN_SCOPE, TeamsAdminClient
-from provisioning.models import NumberRequest, Person, Request, RequestStatus, Stage
-from provisioning.runtime import connect_microsoft
+from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import EmbeddedSimulatorConfig, Settings, load_settings
 from provisioning.simulator.app import create_simulator_app
 from provisioning.simulator.config import NO_TENANT_DELAYS, StockOverride
 from provisioning.simulator.wire import ADMIN_PREFIX, AUTH_PREFIX, GRAPH_PREFIX, TEAMS_PREFIX
-from provisioning.store import Store
-from provisioning.workflow import ProgressUpdate
 
 REQUESTER: Final = Person(aad_object_id="0b0e7a1c-0000-4000-8000-00000000be01", display_name="Bea")
 APPROVER: Final = Person(aad_object_id="0b0e7a1c-0000-4000-8000-00000000be02", display_name="Ben")
@@ -737,7 +737,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     if not args.verbose:
         # The simulator warning and every throttled retry would drown the report.
-        for noisy in ("provisioning.runtime", "provisioning.microsoft.base"):
+        for noisy in ("provisioning.microsoft.connect", "provisioning.microsoft.base"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     return asyncio.run(run(args))
 

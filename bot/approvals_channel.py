@@ -14,7 +14,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from provisioning.store import Store
+from provisioning.persistence.store import Store
 
 __all__ = [
     "APPROVALS_CHANNEL_KEY",

@@ -19,10 +19,17 @@ from pydantic import JsonValue
 from bot.approvals_channel import ApprovalsChannel, save_approvals_channel
 from bot.notifier import CardNotifier
 from dialogs import CommandName, ParsedCommand, escape_markdown
+from provisioning.domain.models import (
+    AuditEntry,
+    AuditResult,
+    Person,
+    Request,
+    RequestStatus,
+    utc_now,
+)
 from provisioning.errors import ProvisioningError
-from provisioning.models import AuditEntry, AuditResult, Person, Request, RequestStatus, utc_now
+from provisioning.persistence.store import Store
 from provisioning.service import Outcome, ProvisioningService, RequestNotFound
-from provisioning.store import Store
 
 __all__ = ["Answer", "Caller", "CommandRunner"]
 

@@ -35,9 +35,9 @@ from pydantic import JsonValue
 from bot.cards import CardView
 from bot.throttle import ConnectorThrottled, RateLimiter
 from bot.views import render_request_card
-from provisioning.models import Request, utc_now
-from provisioning.store import Store
-from provisioning.workflow import ProgressUpdate
+from provisioning.domain.models import Request, utc_now
+from provisioning.engine.workflow import ProgressUpdate
+from provisioning.persistence.store import Store
 
 __all__ = ["CardNotifier", "CardUpdater"]
 

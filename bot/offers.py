@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from dialogs import AreaCodeStock, CountryOffer, Offer
+from provisioning.domain.models import NumberType
 from provisioning.errors import ProvisioningError
 from provisioning.microsoft.teams_admin import Country, NumberTypeOffer
-from provisioning.models import NumberType
 from provisioning.service import ProvisioningService
 
 __all__ = ["OfferCache", "OfferUnavailable", "build_offer"]

@@ -74,15 +74,15 @@ from dialogs import (
     is_dialog_action,
     load_state,
 )
-from provisioning.models import (
+from provisioning.domain.models import (
     Person,
     Request,
     parse_request_id,
     utc_now,
 )
+from provisioning.persistence.store import Store
 from provisioning.service import Outcome, ProvisioningService, RequestNotFound
 from provisioning.settings import Settings
-from provisioning.store import Store
 
 __all__ = ["PhoneDeskBot"]
 

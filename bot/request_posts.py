@@ -19,8 +19,8 @@ from bot.cards import CardView
 from bot.notifier import CardNotifier
 from bot.proactive import ProactiveMessenger
 from bot.views import render_request_card
-from provisioning.models import Request, utc_now
-from provisioning.store import Store
+from provisioning.domain.models import Request, utc_now
+from provisioning.persistence.store import Store
 
 __all__ = ["RequestPosts"]
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Final
 
 from dialogs.offer import Offer
-from provisioning.models import validate_upn
+from provisioning.domain.models import validate_upn
 
 __all__ = ["DEFAULT_IDLE_LIMIT", "DialogContext"]
 

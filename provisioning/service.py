@@ -20,13 +20,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from provisioning.microsoft.graph import (
-    AssignmentStatus,
-    GraphClient,
-    number_filter,
-)
-from provisioning.microsoft.teams_admin import Country, NumberTypeOffer, TeamsAdminClient
-from provisioning.models import (
+from provisioning.domain.models import (
     OPEN_STATUSES,
     AuditEntry,
     AuditResult,
@@ -39,9 +33,15 @@ from provisioning.models import (
     parse_request_id,
     utc_now,
 )
+from provisioning.engine.workflow import ProgressUpdate, ProvisioningEngine
+from provisioning.microsoft.graph import (
+    AssignmentStatus,
+    GraphClient,
+    number_filter,
+)
+from provisioning.microsoft.teams_admin import Country, NumberTypeOffer, TeamsAdminClient
+from provisioning.persistence.store import RequestNotFound, Store
 from provisioning.settings import Settings
-from provisioning.store import RequestNotFound, Store
-from provisioning.workflow import ProgressUpdate, ProvisioningEngine
 
 __all__ = [
     "InventoryNumber",

@@ -23,8 +23,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from provisioning.persistence.store import default_database_url
 from provisioning.simulator.config import SimulatorConfig
-from provisioning.store import default_database_url
 
 AUTO_ATTENDANT_APP_ID = "ce933385-9390-45d1-9512-c8d228074e07"
 CALL_QUEUE_APP_ID = "11cd3e2e-fccb-42ad-ad00-878b93575e07"

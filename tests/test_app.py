@@ -122,7 +122,7 @@ async def test_anonymous_bot_refuses_to_serve_a_public_address(tmp_path: Path) -
 
 
 def test_simulator_command_refuses_a_bad_time_scale(capsys: pytest.CaptureFixture[str]) -> None:
-    from provisioning.cli import main
+    from provisioning.interfaces.cli import main
 
     assert main(["simulator", "--time-scale", "-1"]) == 2
     assert "time_scale" in capsys.readouterr().err

@@ -19,12 +19,17 @@ from typing import Any
 
 import pytest
 
-from provisioning.cli import ProgressDisplay, read_bulk_file, run
-from provisioning.engine import EngineAlreadyRunning, EngineLock, engine_lock_path, open_engine
-from provisioning.models import NumberRequest, Request, RequestStatus
+from provisioning.domain.models import NumberRequest, Request, RequestStatus
+from provisioning.engine.launch import (
+    EngineAlreadyRunning,
+    EngineLock,
+    engine_lock_path,
+    open_engine,
+)
+from provisioning.interfaces.cli import ProgressDisplay, read_bulk_file, run
+from provisioning.persistence.store import Store
 from provisioning.settings import EmbeddedSimulatorConfig, Settings
 from provisioning.simulator.server import RunningSimulator, start_simulator
-from provisioning.store import Store
 from tests.provisioning.conftest import (
     APPROVER,
     FAST_PROPAGATION,
@@ -294,7 +299,7 @@ async def test_a_command_refuses_while_another_process_holds_the_engine(settings
     holder = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from pathlib import Path; from provisioning.engine import EngineLock\n"
+        "import sys; from pathlib import Path; from provisioning.engine.launch import EngineLock\n"
         f"lock = EngineLock.acquire(Path({str(lock_path)!r}), 'phonedesk bulk jobs.csv')\n"
         "print('ready', flush=True); sys.stdin.read()",
         stdin=asyncio.subprocess.PIPE,

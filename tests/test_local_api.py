@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from app import create_app
-from provisioning.cli import run
-from provisioning.local_api import (
+from provisioning.interfaces.cli import run
+from provisioning.interfaces.local_api import (
     LOCAL_API_PREFIX,
     LocalApiInfo,
     connect_local_api,

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import logging
 
+from provisioning.domain.models import (
+    AuditAction,
+    AuditResult,
+    Request,
+    derive_upn,
+    upn_alternatives,
+)
 from provisioning.microsoft.errors import (
     CODE_ACCOUNT_NOT_READY,
     CODE_OBJECT_CONFLICT,
@@ -17,7 +24,6 @@ from provisioning.microsoft.errors import (
     NotFound,
 )
 from provisioning.microsoft.teams_admin import ApplicationInstance
-from provisioning.models import AuditAction, AuditResult, Request, derive_upn, upn_alternatives
 from provisioning.stages.context import StageContext, calls_ordered
 from provisioning.stages.outcomes import NeedsHuman
 from provisioning.stages.tools import StageTools

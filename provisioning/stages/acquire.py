@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from provisioning.domain.models import AuditAction, AuditResult, Request
+from provisioning.domain.phone_numbers import number_in_area
 from provisioning.microsoft.errors import BadRequest, MicrosoftApiError
 from provisioning.microsoft.graph import AssignmentStatus, NumberAssignment, number_filter
 from provisioning.microsoft.teams_admin import SearchOrder, SearchOrderErrorCode, SearchOrderStatus
-from provisioning.models import AuditAction, AuditResult, Request
-from provisioning.phone_numbers import number_in_area
 from provisioning.stages.account import Accounts
 from provisioning.stages.context import StageContext
 from provisioning.stages.outcomes import NeedsHuman

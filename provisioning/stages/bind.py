@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from provisioning.domain.models import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
 from provisioning.microsoft.graph import (
     AssignmentStatus,
@@ -11,7 +12,6 @@ from provisioning.microsoft.graph import (
     NumberAssignment,
     OperationStatus,
 )
-from provisioning.models import AuditAction, AuditResult, Request
 from provisioning.stages.account import Accounts
 from provisioning.stages.context import StageContext
 from provisioning.stages.outcomes import NeedsHuman, require

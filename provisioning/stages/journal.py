@@ -12,13 +12,13 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from provisioning.models import (
+from provisioning.domain.models import (
     AuditAction,
     AuditResult,
     Request,
     StageJournal,
 )
-from provisioning.store import RequestNotFound, Store
+from provisioning.persistence.store import RequestNotFound, Store
 
 __all__ = ["WORKFLOW_ACTOR", "Journal"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from provisioning.domain.models import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import (
     CODE_ACCOUNT_NOT_READY,
     CODE_INSUFFICIENT_LICENSES,
@@ -9,7 +10,6 @@ from provisioning.microsoft.errors import (
     BadRequest,
 )
 from provisioning.microsoft.graph import SubscribedSku, User
-from provisioning.models import AuditAction, AuditResult, Request
 from provisioning.stages.context import StageContext
 from provisioning.stages.outcomes import NeedsHuman, NotYet, require
 from provisioning.stages.tools import StageTools

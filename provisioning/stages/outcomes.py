@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from provisioning.domain.models import Failure
 from provisioning.microsoft.errors import (
     CODE_ACCOUNT_NOT_READY,
     CODE_CONCURRENCY_VIOLATION,
@@ -18,7 +19,6 @@ from provisioning.microsoft.errors import (
     Throttled,
     Unauthorized,
 )
-from provisioning.models import Failure
 
 __all__ = [
     "DeadlinePassed",

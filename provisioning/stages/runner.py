@@ -20,10 +20,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from provisioning.domain.models import Failure, Stage
 from provisioning.microsoft.errors import ApiStatusError, Throttled
 from provisioning.microsoft.graph import GraphClient
 from provisioning.microsoft.teams_admin import TeamsAdminClient
-from provisioning.models import Failure, Stage
+from provisioning.persistence.store import Store
 from provisioning.settings import Settings
 from provisioning.stages.account import Accounts
 from provisioning.stages.acquire import NumberAcquisition
@@ -45,7 +46,6 @@ from provisioning.stages.outcomes import (
 from provisioning.stages.timing import Timings
 from provisioning.stages.tools import StageTools
 from provisioning.stages.undo import Undo
-from provisioning.store import Store
 
 __all__ = ["Provisioner"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from provisioning.domain.models import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import NotFound
 from provisioning.microsoft.graph import AssignmentStatus, InventoryNumberType, OperationStatus
-from provisioning.models import AuditAction, AuditResult, Request
 from provisioning.stages.account import Accounts
 from provisioning.stages.acquire import LIVE_ORDER, NumberAcquisition, order_name
 from provisioning.stages.context import StageContext

@@ -17,10 +17,10 @@ from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from app import SERVICE_KEY, STORE_KEY, create_app
-from provisioning.models import Person
+from provisioning.domain.models import Person
+from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import Settings
-from provisioning.store import Store
 from tests.connector import RecordingConnector, SentActivity
 from tests.provisioning.conftest import APPROVER, REQUESTER, SECOND_APPROVER, STRANGER
 

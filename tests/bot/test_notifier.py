@@ -15,9 +15,9 @@ from pydantic import JsonValue
 
 from bot.notifier import CardNotifier
 from bot.throttle import ConnectorThrottled, RateLimiter
-from provisioning.models import NumberRequest, Request, RequestStatus
-from provisioning.store import Store
-from provisioning.workflow import ProgressUpdate
+from provisioning.domain.models import NumberRequest, Request, RequestStatus
+from provisioning.engine.workflow import ProgressUpdate
+from provisioning.persistence.store import Store
 from tests.provisioning.conftest import APPROVER, REQUESTER
 
 WAIT_S = 5.0

@@ -1,6 +1,6 @@
 """The real Microsoft 365 clients against the real simulator, over HTTP on loopback.
 
-The clients are built the way ``provisioning/runtime.py`` builds them; only ``sleep``,
+The clients are built the way ``provisioning/microsoft/connect.py`` builds them; only ``sleep``,
 ``clock`` and the jitter ``rng`` are injected. The client's waits are recorded and move the
 simulator's ``ManualClock`` instead of passing in real time, so a test asserts what the
 client decided to wait, never how long the machine took.

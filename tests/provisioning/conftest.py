@@ -18,18 +18,18 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.engine import EngineOptions, open_engine
+from provisioning.domain.models import AuditEntry, NumberRequest, Person, Request, RequestStatus
+from provisioning.engine.launch import EngineOptions, open_engine
+from provisioning.engine.workflow import ProgressUpdate
 from provisioning.microsoft.auth import SimulatorTokenProvider
 from provisioning.microsoft.base import ApiClient
 from provisioning.microsoft.graph import GRAPH_SCOPE, GraphClient
 from provisioning.microsoft.retry import RetryPolicy
 from provisioning.microsoft.teams_admin import TEAMS_ADMIN_SCOPE, TeamsAdminClient
-from provisioning.models import AuditEntry, NumberRequest, Person, Request, RequestStatus
+from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import EmbeddedSimulatorConfig, Settings
 from provisioning.simulator.server import RunningSimulator, start_simulator
-from provisioning.store import Store
-from provisioning.workflow import ProgressUpdate
 
 REQUESTER = Person(aad_object_id="11111111-aaaa-4000-8000-000000000001", display_name="Rita")
 APPROVER = Person(aad_object_id="22222222-bbbb-4000-8000-000000000002", display_name="Abe")

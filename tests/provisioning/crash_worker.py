@@ -13,10 +13,10 @@ import logging
 import os
 import sys
 
-from provisioning.engine import open_engine
-from provisioning.runtime import connect_microsoft
+from provisioning.engine.launch import open_engine
+from provisioning.microsoft.connect import connect_microsoft
+from provisioning.persistence.store import Store
 from provisioning.settings import ConfigError, Settings, load_settings
-from provisioning.store import Store
 
 logger = logging.getLogger("phonedesk.crash_worker")
 

@@ -27,9 +27,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from provisioning.engine import open_engine
-from provisioning.models import NumberRequest, Request, RequestStatus, Stage, StageStatus
-from provisioning.runtime import connect_microsoft
+from provisioning.domain.models import NumberRequest, Request, RequestStatus, Stage, StageStatus
+from provisioning.engine.launch import open_engine
+from provisioning.microsoft.connect import connect_microsoft
+from provisioning.persistence.store import Store
 from provisioning.settings import Settings
 from provisioning.simulator.app import SIMULATOR, create_simulator_app
 from provisioning.simulator.errors import SimError
@@ -42,7 +43,6 @@ from provisioning.simulator.wire import (
     TEAMS_PREFIX,
 )
 from provisioning.stages import order_name
-from provisioning.store import Store
 from tests.provisioning.conftest import APPROVER, REQUESTER, make_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioning.phone_numbers import check_e164, national_area_code, number_in_area
+from provisioning.domain.phone_numbers import check_e164, national_area_code, number_in_area
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import Literal
 
 import pytest
 
-from provisioning.sqlite_writes import is_write, serialized_writes
+from provisioning.persistence.sqlite_writes import is_write, serialized_writes
 
 JOIN_S = 10.0
 

@@ -6,13 +6,13 @@ from typing import cast
 
 import pytest
 
+from provisioning.domain.models import NumberRequest, Person
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
 from provisioning.microsoft.graph import GraphClient, LongRunningOperation, OperationStatus
 from provisioning.microsoft.pacing import current_call_priority
 from provisioning.microsoft.teams_admin import ApplicationInstance, TeamsAdminClient
-from provisioning.models import NumberRequest, Person
+from provisioning.persistence.store import Store
 from provisioning.stages import DeadlinePassed, DelayFloor, Provisioner, StageContext
-from provisioning.store import Store
 from tests.provisioning.conftest import make_settings
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
-from provisioning.models import (
+from provisioning.domain.models import (
     AuditAction,
     AuditResult,
     Decision,
@@ -25,7 +25,7 @@ from provisioning.models import (
     StageState,
     StageStatus,
 )
-from provisioning.store import (
+from provisioning.persistence.store import (
     SCHEMA_VERSION,
     InvalidTransition,
     RequestNotFound,

@@ -47,13 +47,13 @@ from dbos import DBOS, DBOSConfig
 from dbos._dbos import _get_or_create_dbos_registry
 from sqlalchemy.engine import make_url
 
+from provisioning.engine.workflow import ProgressListener, ProvisioningEngine
 from provisioning.microsoft.graph import GraphClient
 from provisioning.microsoft.teams_admin import TeamsAdminClient
+from provisioning.persistence.sqlite_writes import serialized_writes
+from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import Settings
-from provisioning.sqlite_writes import serialized_writes
-from provisioning.store import Store
-from provisioning.workflow import ProgressListener, ProvisioningEngine
 
 __all__ = [
     "EngineAlreadyRunning",

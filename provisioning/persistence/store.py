@@ -37,8 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
-from provisioning.errors import ProvisioningError
-from provisioning.models import (
+from provisioning.domain.models import (
     AUDITED_ONCE,
     UPN_HOLDING_STATUSES,
     AuditAction,
@@ -56,7 +55,8 @@ from provisioning.models import (
     once_key,
     utc_now,
 )
-from provisioning.sqlite_writes import serialized_writes
+from provisioning.errors import ProvisioningError
+from provisioning.persistence.sqlite_writes import serialized_writes
 
 __all__ = [
     "SCHEMA_VERSION",

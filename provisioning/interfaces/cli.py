@@ -42,10 +42,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.engine import EngineAlreadyRunning, EngineOptions, open_engine
-from provisioning.errors import ProvisioningError
-from provisioning.local_api import LocalApiError, connect_local_api, local_api_path
-from provisioning.models import (
+from provisioning.domain.models import (
     ISO_COUNTRY_CODES,
     AccountType,
     AuditEntry,
@@ -60,12 +57,15 @@ from provisioning.models import (
     derive_upn,
     parse_request_id,
 )
-from provisioning.runtime import connect_microsoft
+from provisioning.engine.launch import EngineAlreadyRunning, EngineOptions, open_engine
+from provisioning.errors import ProvisioningError
+from provisioning.interfaces.local_api import LocalApiError, connect_local_api, local_api_path
+from provisioning.microsoft.connect import connect_microsoft
+from provisioning.persistence.store import RequestNotFound, Store
 from provisioning.service import InventoryNumber, Outcome, ProvisioningService
 from provisioning.settings import ConfigError, Settings, load_settings
 from provisioning.simulator.config import describe_validation_error
 from provisioning.simulator.server import serve
-from provisioning.store import RequestNotFound, Store
 
 __all__ = [
     "EXIT_FAILED",

@@ -65,9 +65,7 @@ import httpx
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
 
-from provisioning.errors import ProvisioningError
-from provisioning.microsoft.errors import MicrosoftApiError
-from provisioning.models import (
+from provisioning.domain.models import (
     ISO_COUNTRY_CODES,
     AuditEntry,
     NumberRequest,
@@ -76,10 +74,12 @@ from provisioning.models import (
     RequestStatus,
     parse_request_id,
 )
+from provisioning.errors import ProvisioningError
+from provisioning.microsoft.errors import MicrosoftApiError
+from provisioning.persistence.store import RequestNotFound
 from provisioning.service import InventoryNumber, Outcome, ProvisioningService
 from provisioning.settings import Settings
 from provisioning.simulator.config import describe_validation_error
-from provisioning.store import RequestNotFound
 
 __all__ = [
     "LOCAL_API_FILE",

@@ -52,9 +52,7 @@ from typing import Any, Final, Protocol
 from dbos import DBOS, DBOSConfiguredInstance, SetWorkflowID
 from pydantic import BaseModel, ConfigDict
 
-from provisioning.microsoft.graph import GraphClient
-from provisioning.microsoft.teams_admin import TeamsAdminClient
-from provisioning.models import (
+from provisioning.domain.models import (
     AuditAction,
     AuditResult,
     Failure,
@@ -66,6 +64,9 @@ from provisioning.models import (
     StageStatus,
     utc_now,
 )
+from provisioning.microsoft.graph import GraphClient
+from provisioning.microsoft.teams_admin import TeamsAdminClient
+from provisioning.persistence.store import RequestNotFound, Store
 from provisioning.settings import Settings
 from provisioning.stages import (
     WORKFLOW_ACTOR,
@@ -74,7 +75,6 @@ from provisioning.stages import (
     StageOutcome,
     UndoOutcome,
 )
-from provisioning.store import RequestNotFound, Store
 
 __all__ = [
     "CONTROL_TOPIC",

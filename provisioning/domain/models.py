@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from provisioning.phone_numbers import check_e164, national_area_code
+from provisioning.domain.phone_numbers import check_e164, national_area_code
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

@@ -1,0 +1,1 @@
+"""The durable provisioning workflow (DBOS), its launch and its one-engine-per-database lock."""

@@ -1,0 +1,1 @@
+"""The non-chat front ends: the `phonedesk` CLI and the loopback local API it talks to."""

@@ -1,0 +1,1 @@
+"""SQL persistence: SQLite by default, PostgreSQL for scale-out."""
