@@ -43,9 +43,8 @@ import httpx
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from provisioning.domain.models import NumberRequest, Person, Request, RequestStatus, Stage
+from provisioning.domain import NumberRequest, Person, ProgressUpdate, Request, RequestStatus, Stage
 from provisioning.engine.launch import TenantApis, open_engine
-from provisioning.engine.workflow import ProgressUpdate
 from provisioning.microsoft.auth import SimulatorTokenProvider
 from provisioning.microsoft.base import ApiClient
 from provisioning.microsoft.connect import connect_microsoft

@@ -15,7 +15,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ConversationReference
 from pydantic import JsonValue
 
-from provisioning.domain.models import Person
+from provisioning.domain import Person
 
 __all__ = [
     "channel_id",

@@ -19,7 +19,7 @@ from pydantic import JsonValue
 from bot.approvals_channel import ApprovalsChannel, save_approvals_channel
 from bot.notifier import CardNotifier
 from dialogs import CommandName, ParsedCommand, escape_markdown
-from provisioning.domain.models import (
+from provisioning.domain import (
     AuditEntry,
     AuditResult,
     Person,

@@ -35,8 +35,7 @@ from pydantic import JsonValue
 from bot.cards import CardView
 from bot.throttle import ConnectorThrottled, RateLimiter
 from bot.views import render_request_card
-from provisioning.domain.models import Request, utc_now
-from provisioning.engine.workflow import ProgressUpdate
+from provisioning.domain import ProgressUpdate, Request, utc_now
 from provisioning.persistence.store import Store
 
 __all__ = ["CardNotifier", "CardUpdater"]

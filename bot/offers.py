@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from dialogs import AreaCodeStock, CountryOffer, Offer
-from provisioning.domain.models import NumberType
+from provisioning.domain import NumberType
 from provisioning.errors import ProvisioningError
 from provisioning.microsoft.teams_admin import Country, NumberTypeOffer
 from provisioning.service import ProvisioningService

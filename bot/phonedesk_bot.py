@@ -74,7 +74,7 @@ from dialogs import (
     is_dialog_action,
     load_state,
 )
-from provisioning.domain.models import (
+from provisioning.domain import (
     Person,
     Request,
     parse_request_id,

@@ -19,7 +19,7 @@ from bot.cards import CardView
 from bot.notifier import CardNotifier
 from bot.proactive import ProactiveMessenger
 from bot.views import render_request_card
-from provisioning.domain.models import Request, utc_now
+from provisioning.domain import Request, utc_now
 from provisioning.persistence.store import Store
 
 __all__ = ["RequestPosts"]

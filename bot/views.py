@@ -8,7 +8,7 @@ from typing import Any, Final, Literal
 
 from bot.cards import MAX_REFRESH_USER_IDS, CardView, request_card
 from dialogs import escape_markdown
-from provisioning.domain.models import Person, Request
+from provisioning.domain import Person, Request
 
 __all__ = ["refresh_user_ids", "render_request_card", "user_mri", "view_for", "with_notice"]
 

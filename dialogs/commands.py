@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Final
 
 from dialogs.text import escape_markdown, fold, plain_quote, strip_trailing_punctuation
-from provisioning.domain.models import parse_request_id
+from provisioning.domain import parse_request_id
 
 __all__ = [
     "COMMANDS",

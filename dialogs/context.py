@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Final
 
 from dialogs.offer import Offer
-from provisioning.domain.models import validate_upn
+from provisioning.domain import validate_upn
 
 __all__ = ["DEFAULT_IDLE_LIMIT", "DialogContext"]
 

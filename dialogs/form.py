@@ -35,7 +35,7 @@ from dialogs.slots import (
     number_type_choices,
 )
 from dialogs.state import AreaChoice, draft_id_at
-from provisioning.domain.models import AccountType, NumberRequest, NumberType
+from provisioning.domain import AccountType, NumberRequest, NumberType
 
 __all__ = ["new_form", "validate_form"]
 

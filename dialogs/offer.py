@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from provisioning.domain.models import NumberType
+from provisioning.domain import NumberType
 
 __all__ = ["AreaCodeStock", "CountryOffer", "Offer"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from provisioning.domain.models import NumberRequest
+from provisioning.domain import NumberRequest
 
 __all__ = ["Cancelled", "Expired", "Outcome", "Submitted"]
 

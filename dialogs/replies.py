@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from provisioning.domain.models import AccountType, NumberType
+from provisioning.domain import AccountType, NumberType
 
 __all__ = [
     "ACTION_FIELD",

@@ -66,7 +66,7 @@ from dialogs.slots import (
 )
 from dialogs.state import DialogState, PendingAnswers, Slots, Step
 from dialogs.text import escape_markdown, fold, split_words, strip_trailing_punctuation
-from provisioning.domain.models import NumberRequest
+from provisioning.domain import NumberRequest
 
 __all__ = ["Turn", "TurnResult", "handle_turn", "parse_one_shot"]
 

@@ -19,7 +19,7 @@ from dialogs.context import DialogContext
 from dialogs.offer import AreaCodeStock, CountryOffer, Offer
 from dialogs.state import AreaChoice
 from dialogs.text import fold, plain_quote, split_words
-from provisioning.domain.models import (
+from provisioning.domain import (
     ISO_COUNTRY_CODES,
     AccountType,
     NumberRequest,

@@ -17,7 +17,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from provisioning.domain.models import AccountType, NumberType, UtcDatetime
+from provisioning.domain import AccountType, NumberType, UtcDatetime
 
 __all__ = [
     "STATE_VERSION",

@@ -20,20 +20,21 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     OPEN_STATUSES,
     AuditEntry,
     AuditResult,
     Decision,
     NumberRequest,
     Person,
+    ProgressUpdate,
     Request,
     RequestStatus,
     derive_upn,
     parse_request_id,
     utc_now,
 )
-from provisioning.engine.workflow import ProgressUpdate, ProvisioningEngine
+from provisioning.engine.workflow import ProvisioningEngine
 from provisioning.microsoft.graph import (
     AssignmentStatus,
     GraphClient,

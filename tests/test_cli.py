@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.domain.models import NumberRequest, Request, RequestStatus
+from provisioning.domain import NumberRequest, Request, RequestStatus
 from provisioning.engine.launch import (
     EngineAlreadyRunning,
     EngineLock,

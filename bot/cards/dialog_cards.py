@@ -15,7 +15,7 @@ from bot.cards.constants import VERB_DIALOG
 from bot.cards.template import render
 from bot.cards.text import card_text
 from dialogs import Choice, ConfirmationCardSpec, FormField, RequestFormSpec
-from provisioning.domain.models import MAX_DISPLAY_NAME_LENGTH
+from provisioning.domain import MAX_DISPLAY_NAME_LENGTH
 
 __all__ = ["confirmation_card", "request_form_card"]
 

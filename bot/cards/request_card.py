@@ -23,7 +23,7 @@ from bot.cards.constants import (
 from bot.cards.template import render
 from bot.cards.text import card_text, clock, duration
 from dialogs.slots import NUMBER_TYPE_LABELS
-from provisioning.domain.models import (
+from provisioning.domain import (
     Request,
     RequestStatus,
     Stage,

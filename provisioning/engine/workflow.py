@@ -50,12 +50,12 @@ import time
 from typing import Any, Final, Protocol
 
 from dbos import DBOS, DBOSConfiguredInstance, SetWorkflowID
-from pydantic import BaseModel, ConfigDict
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     AuditAction,
     AuditResult,
     Failure,
+    ProgressUpdate,
     Request,
     RequestStatus,
     Stage,
@@ -80,7 +80,6 @@ __all__ = [
     "CONTROL_TOPIC",
     "PROGRESS_EVENT",
     "ProgressListener",
-    "ProgressUpdate",
     "ProvisioningEngine",
     "provisioning_workflow_id",
     "release_workflow_id",
@@ -105,15 +104,6 @@ def provisioning_workflow_id(request_id: str) -> str:
 
 def release_workflow_id(request_id: str) -> str:
     return f"phonedesk-release-{request_id}"
-
-
-class ProgressUpdate(BaseModel):
-    """A request changed: its current state, and the stage event behind it if any."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request: Request
-    event: StageEvent | None = None
 
 
 class ProgressListener(Protocol):

@@ -42,7 +42,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     ISO_COUNTRY_CODES,
     AccountType,
     AuditEntry,

@@ -65,7 +65,7 @@ import httpx
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     ISO_COUNTRY_CODES,
     AuditEntry,
     NumberRequest,

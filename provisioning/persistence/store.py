@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     AUDITED_ONCE,
     UPN_HOLDING_STATUSES,
     AuditAction,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     AuditAction,
     AuditResult,
     Request,

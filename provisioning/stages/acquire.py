@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from provisioning.domain.models import AuditAction, AuditResult, Request
+from provisioning.domain import AuditAction, AuditResult, Request
 from provisioning.domain.phone_numbers import number_in_area
 from provisioning.microsoft.errors import BadRequest, MicrosoftApiError
 from provisioning.microsoft.graph import AssignmentStatus, NumberAssignment, number_filter

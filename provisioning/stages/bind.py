@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from provisioning.domain.models import AuditAction, AuditResult, Request
+from provisioning.domain import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
 from provisioning.microsoft.graph import (
     AssignmentStatus,

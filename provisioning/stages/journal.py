@@ -12,7 +12,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     AuditAction,
     AuditResult,
     Request,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioning.domain.models import AuditAction, AuditResult, Request
+from provisioning.domain import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import (
     CODE_ACCOUNT_NOT_READY,
     CODE_INSUFFICIENT_LICENSES,

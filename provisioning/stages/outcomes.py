@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from provisioning.domain.models import Failure
+from provisioning.domain import Failure
 from provisioning.microsoft.errors import (
     CODE_ACCOUNT_NOT_READY,
     CODE_CONCURRENCY_VIOLATION,

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from provisioning.domain.models import Failure, Stage
+from provisioning.domain import Failure, Stage
 from provisioning.microsoft.errors import ApiStatusError, Throttled
 from provisioning.microsoft.graph import GraphClient
 from provisioning.microsoft.teams_admin import TeamsAdminClient

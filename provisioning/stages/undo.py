@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from provisioning.domain.models import AuditAction, AuditResult, Request
+from provisioning.domain import AuditAction, AuditResult, Request
 from provisioning.microsoft.errors import NotFound
 from provisioning.microsoft.graph import AssignmentStatus, InventoryNumberType, OperationStatus
 from provisioning.stages.account import Accounts

@@ -17,7 +17,7 @@ from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from app import SERVICE_KEY, STORE_KEY, create_app
-from provisioning.domain.models import Person
+from provisioning.domain import Person
 from provisioning.persistence.store import Store
 from provisioning.service import ProvisioningService
 from provisioning.settings import Settings

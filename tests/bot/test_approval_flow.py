@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.cards import VERB_APPROVE, VERB_CANCEL, VERB_REFRESH, VERB_REJECT
-from provisioning.domain.models import RequestStatus
+from provisioning.domain import RequestStatus
 from tests.bot.teams import (
     ABE,
     RITA,

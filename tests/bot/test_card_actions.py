@@ -6,7 +6,7 @@ import asyncio
 
 from bot.cards import VERB_APPROVE, VERB_CANCEL, VERB_DIALOG, VERB_REFRESH
 from dialogs import FormField
-from provisioning.domain.models import RequestStatus
+from provisioning.domain import RequestStatus
 from tests.bot.teams import (
     ABE,
     ANN,

@@ -35,7 +35,7 @@ from dialogs import (
     SummaryField,
 )
 from dialogs.replies import ACTION_FIELD, DRAFT_FIELD, SNAPSHOT_FIELD, CardAction
-from provisioning.domain.models import (
+from provisioning.domain import (
     Decision,
     Failure,
     Person,

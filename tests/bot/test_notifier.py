@@ -15,8 +15,7 @@ from pydantic import JsonValue
 
 from bot.notifier import CardNotifier
 from bot.throttle import ConnectorThrottled, RateLimiter
-from provisioning.domain.models import NumberRequest, Request, RequestStatus
-from provisioning.engine.workflow import ProgressUpdate
+from provisioning.domain import NumberRequest, ProgressUpdate, Request, RequestStatus
 from provisioning.persistence.store import Store
 from tests.provisioning.conftest import APPROVER, REQUESTER
 

@@ -11,7 +11,7 @@ import asyncio
 import re
 
 from app import MICROSOFT_KEY
-from provisioning.domain.models import NumberRequest, RequestStatus
+from provisioning.domain import NumberRequest, RequestStatus
 from tests.bot.teams import ABE, RITA, SAM, Teams, card_of, card_text, request_id_in
 
 _UPN = re.compile(r"[a-z0-9.]+@[a-z0-9.-]+")

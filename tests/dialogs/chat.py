@@ -21,7 +21,7 @@ from dialogs import (
     handle_turn,
     load_state,
 )
-from provisioning.domain.models import NumberType
+from provisioning.domain import NumberType
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DOMAIN = "contoso.onmicrosoft.com"

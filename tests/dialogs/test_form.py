@@ -14,7 +14,7 @@ from dialogs import (
     validate_form,
 )
 from dialogs.slots import SlotError, check_area_code, check_display_name, match_country
-from provisioning.domain.models import AccountType, NumberRequest, NumberType
+from provisioning.domain import AccountType, NumberRequest, NumberType
 from tests.dialogs.chat import DOMAIN, NOW, make_context, make_offer
 
 F = FormField

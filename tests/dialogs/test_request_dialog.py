@@ -22,7 +22,7 @@ from dialogs import (
     load_state,
 )
 from dialogs.state import AreaChoice
-from provisioning.domain.models import AccountType, NumberRequest, NumberType
+from provisioning.domain import AccountType, NumberRequest, NumberType
 from tests.dialogs.chat import DOMAIN, NOW, Chat, make_context, make_offer
 
 

@@ -13,7 +13,7 @@ from dialogs.slots import (
     match_country,
 )
 from dialogs.state import AreaChoice
-from provisioning.domain.models import AccountType, NumberType
+from provisioning.domain import AccountType, NumberType
 from tests.dialogs.chat import DOMAIN, TOLL_FREE, make_context, make_offer
 
 OFFER = make_offer()

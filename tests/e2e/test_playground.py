@@ -22,7 +22,7 @@ from typing import Final
 from playwright.sync_api import expect
 
 from dialogs import Role, commands_for
-from provisioning.domain.models import Stage
+from provisioning.domain import Stage
 from tests.e2e.playground_ui import PlaygroundUI, card_action, channel_message, stage_states
 from tools.playground import (
     APPROVALS_CHANNEL,

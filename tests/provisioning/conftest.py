@@ -18,9 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.domain.models import AuditEntry, NumberRequest, Person, Request, RequestStatus
+from provisioning.domain import (
+    AuditEntry,
+    NumberRequest,
+    Person,
+    ProgressUpdate,
+    Request,
+    RequestStatus,
+)
 from provisioning.engine.launch import EngineOptions, open_engine
-from provisioning.engine.workflow import ProgressUpdate
 from provisioning.microsoft.auth import SimulatorTokenProvider
 from provisioning.microsoft.base import ApiClient
 from provisioning.microsoft.graph import GRAPH_SCOPE, GraphClient

@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from provisioning.domain.models import NumberRequest, Request, RequestStatus, Stage, StageStatus
+from provisioning.domain import NumberRequest, Request, RequestStatus, Stage, StageStatus
 from provisioning.engine.launch import open_engine
 from provisioning.microsoft.connect import connect_microsoft
 from provisioning.persistence.store import Store

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     ALLOWED_TRANSITIONS,
     AUTO_ATTENDANT_APPLICATION_ID,
     CALL_QUEUE_APPLICATION_ID,

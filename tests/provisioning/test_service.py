@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from provisioning.domain.models import AuditResult, NumberRequest, RequestStatus
+from provisioning.domain import AuditResult, NumberRequest, RequestStatus
 from provisioning.service import RequestNotFound
 from tests.provisioning.conftest import (
     APPROVER,

@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from provisioning.domain.models import NumberRequest, Person
+from provisioning.domain import NumberRequest, Person
 from provisioning.microsoft.errors import CODE_ACCOUNT_NOT_READY, BadRequest
 from provisioning.microsoft.graph import GraphClient, LongRunningOperation, OperationStatus
 from provisioning.microsoft.pacing import current_call_priority

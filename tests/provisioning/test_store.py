@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
-from provisioning.domain.models import (
+from provisioning.domain import (
     AuditAction,
     AuditResult,
     Decision,

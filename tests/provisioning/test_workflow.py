@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.domain.models import RequestStatus, Stage, StageStatus
+from provisioning.domain import RequestStatus, Stage, StageStatus
 from provisioning.simulator.config import NO_TENANT_DELAYS
 from provisioning.stages import order_name
 from tests.provisioning.conftest import (
@@ -628,7 +628,7 @@ async def test_a_restarted_engine_resumes_a_request_at_the_stage_it_was_in(
 async def test_a_stored_request_without_a_workflow_gets_one_when_the_engine_starts(
     harness: Harness,
 ) -> None:
-    from provisioning.domain.models import NumberRequest
+    from provisioning.domain import NumberRequest
 
     orphan = await asyncio.to_thread(
         lambda: harness.store.create_request(

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.domain.models import NumberRequest
+from provisioning.domain import NumberRequest
 from tests.bot.teams import ABE, RITA, SAM, Teams, TeamsUser, personal
 from tests.provisioning.conftest import REQUESTER
 

@@ -28,7 +28,7 @@ from jwt.algorithms import RSAAlgorithm
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from bot.channel_auth import BOT_FRAMEWORK_ISSUER
-from provisioning.domain.models import NumberRequest
+from provisioning.domain import NumberRequest
 from provisioning.settings import Settings
 from tests.bot.teams import ABE, RITA, Teams, personal
 from tests.connector import RecordingConnector
